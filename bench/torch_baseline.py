@@ -1,0 +1,402 @@
+"""Eager PyTorch AltCLIP: the benchmark's baseline.
+
+The same architecture as transformers 4.40.2's modeling_altclip.py, written with standard
+nn.Linear / nn.LayerNorm / matmul-softmax attention, with module attribute names equal to the
+checkpoint's tensor names (test/fixtures/README.md, "AltCLIP behaviour the goldens pin down").
+Loads a safetensors checkpoint (the header is parsed here; tensors are read with numpy).
+
+  OPENBLAS_NUM_THREADS=1 python3 bench/torch_baseline.py bench --model DIR --inputs IN.safetensors \
+      --out FEATURES.safetensors --threads 2 [--rows image1,image8,text1,text32] [--reps N]
+  python3 bench/torch_baseline.py verify --fixtures test/fixtures
+
+`bench` prints one JSON object (times in seconds, medians after warm-up, peak RSS in bytes).
+`verify` checks get_text_features / get_image_features against the tiny fixtures' goldens (1e-4).
+Thread settings must be in the environment before torch is imported: the parent process sets
+OPENBLAS_NUM_THREADS (and OMP_NUM_THREADS) for each run.
+"""
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+META = dict(device="meta")
+
+# ---- safetensors (format: u64 header length, JSON header, raw little-endian data) ----
+
+_DTYPES = {"F32": "<f4", "F64": "<f8", "I64": "<i8", "U8": "u1"}
+
+
+def read_safetensors(path, names=None):
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__" or (names is not None and name not in names):
+            continue
+        if e["dtype"] not in _DTYPES:
+            raise ValueError(f"{path}: tensor {name} has unsupported dtype {e['dtype']}")
+        b, end = e["data_offsets"]
+        dt = np.dtype(_DTYPES[e["dtype"]])
+        a = np.fromfile(path, dtype=dt, count=(end - b) // dt.itemsize, offset=8 + n + b)
+        out[name] = torch.from_numpy(a.reshape(e["shape"]))
+    return out
+
+
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name].detach().numpy().astype("<f4"))
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+        blobs.append(a.tobytes())
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little"))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+# ---- config: sparse config.json filled with the class defaults (test/fixtures/README.md) ----
+
+TEXT_DEFAULTS = dict(vocab_size=250002, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                     intermediate_size=4096, hidden_act="gelu", max_position_embeddings=514, type_vocab_size=1,
+                     layer_norm_eps=1e-5, pad_token_id=1, project_dim=768)
+VISION_DEFAULTS = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                       num_channels=3, image_size=224, patch_size=32, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+
+
+def load_config(folder):
+    with open(os.path.join(folder, "config.json")) as f:
+        c = json.load(f)
+    text = {**TEXT_DEFAULTS, **c.get("text_config", {})}
+    vision = {**VISION_DEFAULTS, **c.get("vision_config", {})}
+    return text, vision, c.get("projection_dim", 768)
+
+
+def activation(name):
+    if name == "gelu":
+        return nn.GELU()  # exact erf GELU
+    if name == "quick_gelu":
+        return lambda x: x * torch.sigmoid(1.702 * x)
+    raise ValueError(f"unsupported hidden_act {name}")
+
+
+def split_heads(x, heads):
+    b, l, d = x.shape
+    return x.view(b, l, heads, d // heads).transpose(1, 2)
+
+
+def merge_heads(x):
+    b, h, l, d = x.shape
+    return x.transpose(1, 2).reshape(b, l, h * d)
+
+
+# ---- text tower: XLM-R (post-LN BERT blocks), then pre_LN and transformation ----
+
+class RobertaEmbeddings(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(c["vocab_size"], c["hidden_size"], **META)
+        self.position_embeddings = nn.Embedding(c["max_position_embeddings"], c["hidden_size"], **META)
+        self.token_type_embeddings = nn.Embedding(c["type_vocab_size"], c["hidden_size"], **META)
+        self.LayerNorm = nn.LayerNorm(c["hidden_size"], eps=c["layer_norm_eps"], **META)
+        self.pad = c["pad_token_id"]
+
+    def forward(self, input_ids):
+        # create_position_ids_from_input_ids: positions count real tokens, pads get padding_idx.
+        m = (input_ids != self.pad).long()
+        pos = torch.cumsum(m, dim=1) * m + self.pad
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0] + self.position_embeddings(pos)
+        return self.LayerNorm(x)
+
+
+class RobertaSelfAttention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        h = c["hidden_size"]
+        self.heads = c["num_attention_heads"]
+        self.query = nn.Linear(h, h, **META)
+        self.key = nn.Linear(h, h, **META)
+        self.value = nn.Linear(h, h, **META)
+
+    def forward(self, x, mask_add):
+        q, k, v = (split_heads(p(x), self.heads) for p in (self.query, self.key, self.value))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1]) + mask_add
+        return merge_heads(torch.matmul(scores.softmax(-1), v))
+
+
+class DenseLN(nn.Module):  # RobertaSelfOutput / RobertaOutput: LN(dense(x) + residual)
+    def __init__(self, n_in, c):
+        super().__init__()
+        self.dense = nn.Linear(n_in, c["hidden_size"], **META)
+        self.LayerNorm = nn.LayerNorm(c["hidden_size"], eps=c["layer_norm_eps"], **META)
+
+    def forward(self, x, residual):
+        return self.LayerNorm(self.dense(x) + residual)
+
+
+class RobertaAttention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.self = RobertaSelfAttention(c)
+        self.output = DenseLN(c["hidden_size"], c)
+
+
+class RobertaIntermediate(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.dense = nn.Linear(c["hidden_size"], c["intermediate_size"], **META)
+        self.act = activation(c["hidden_act"])
+
+    def forward(self, x):
+        return self.act(self.dense(x))
+
+
+class RobertaLayer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.attention = RobertaAttention(c)
+        self.intermediate = RobertaIntermediate(c)
+        self.output = DenseLN(c["intermediate_size"], c)
+
+    def forward(self, x, mask_add):
+        h = self.attention.output(self.attention.self(x, mask_add), x)
+        return self.output(self.intermediate(h), h)
+
+
+class RobertaEncoder(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.layer = nn.ModuleList(RobertaLayer(c) for _ in range(c["num_hidden_layers"]))
+
+
+class Roberta(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.embeddings = RobertaEmbeddings(c)
+        self.encoder = RobertaEncoder(c)
+
+
+class AltRobertaModel(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.roberta = Roberta(c)
+        self.pre_LN = nn.LayerNorm(c["hidden_size"], eps=c["layer_norm_eps"], **META)
+        self.transformation = nn.Linear(c["hidden_size"], c["project_dim"], **META)
+
+    def forward(self, input_ids, attention_mask):
+        x = self.roberta.embeddings(input_ids)
+        mask_add = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for layer in self.roberta.encoder.layer:
+            x = layer(x, mask_add)
+        seq = self.transformation(self.pre_LN(x))
+        return seq[:, 0]  # pooler_output: row 0 (the <s> position), no tanh pooler
+
+
+# ---- vision tower: CLIP ViT (pre-LN blocks), post_layernorm of the class token ----
+
+class VisionEmbeddings(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, p = c["hidden_size"], c["patch_size"]
+        self.class_embedding = nn.Parameter(torch.empty(d, **META))
+        self.patch_embedding = nn.Conv2d(c["num_channels"], d, p, stride=p, bias=False, **META)
+        self.position_embedding = nn.Embedding((c["image_size"] // p) ** 2 + 1, d, **META)
+
+    def forward(self, pixel_values):
+        x = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
+        cls = self.class_embedding.expand(x.shape[0], 1, -1)
+        return torch.cat([cls, x], dim=1) + self.position_embedding.weight
+
+
+class CLIPAttention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d = c["hidden_size"]
+        self.heads = c["num_attention_heads"]
+        self.scale = (d // self.heads) ** -0.5
+        self.q_proj = nn.Linear(d, d, **META)
+        self.k_proj = nn.Linear(d, d, **META)
+        self.v_proj = nn.Linear(d, d, **META)
+        self.out_proj = nn.Linear(d, d, **META)
+
+    def forward(self, x):
+        q = split_heads(self.q_proj(x) * self.scale, self.heads)
+        k = split_heads(self.k_proj(x), self.heads)
+        v = split_heads(self.v_proj(x), self.heads)
+        return self.out_proj(merge_heads(torch.matmul(torch.matmul(q, k.transpose(-1, -2)).softmax(-1), v)))
+
+
+class CLIPMLP(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.fc1 = nn.Linear(c["hidden_size"], c["intermediate_size"], **META)
+        self.fc2 = nn.Linear(c["intermediate_size"], c["hidden_size"], **META)
+        self.act = activation(c["hidden_act"])
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class CLIPEncoderLayer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, eps = c["hidden_size"], c["layer_norm_eps"]
+        self.layer_norm1 = nn.LayerNorm(d, eps=eps, **META)
+        self.self_attn = CLIPAttention(c)
+        self.layer_norm2 = nn.LayerNorm(d, eps=eps, **META)
+        self.mlp = CLIPMLP(c)
+
+    def forward(self, x):
+        x = x + self.self_attn(self.layer_norm1(x))
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class CLIPEncoder(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.layers = nn.ModuleList(CLIPEncoderLayer(c) for _ in range(c["num_hidden_layers"]))
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, eps = c["hidden_size"], c["layer_norm_eps"]
+        self.embeddings = VisionEmbeddings(c)
+        self.pre_layrnorm = nn.LayerNorm(d, eps=eps, **META)  # (sic) as in the checkpoint
+        self.encoder = CLIPEncoder(c)
+        self.post_layernorm = nn.LayerNorm(d, eps=eps, **META)
+
+    def forward(self, pixel_values):
+        x = self.pre_layrnorm(self.embeddings(pixel_values))
+        for layer in self.encoder.layers:
+            x = layer(x)
+        return self.post_layernorm(x[:, 0])
+
+
+class AltCLIP(nn.Module):
+    def __init__(self, text, vision, projection_dim):
+        super().__init__()
+        self.text_model = AltRobertaModel(text)
+        self.vision_model = VisionTransformer(vision)
+        self.text_projection = nn.Linear(text["project_dim"], projection_dim, bias=False, **META)
+        self.visual_projection = nn.Linear(vision["hidden_size"], projection_dim, bias=False, **META)
+        self.logit_scale = nn.Parameter(torch.empty((), **META))
+
+    def get_text_features(self, input_ids, attention_mask):
+        return self.text_projection(self.text_model(input_ids, attention_mask))
+
+    def get_image_features(self, pixel_values):
+        return self.visual_projection(self.vision_model(pixel_values))
+
+    @classmethod
+    def from_pretrained(cls, folder):
+        model = cls(*load_config(folder))
+        weights = read_safetensors(os.path.join(folder, "model.safetensors"))
+        expected = dict(model.named_parameters())
+        missing, unexpected = set(expected) - set(weights), set(weights) - set(expected)
+        if missing or unexpected:
+            raise ValueError(f"{folder}: weights do not match the config: missing {sorted(missing)[:5]}, "
+                             f"unexpected {sorted(unexpected)[:5]}")
+        for name, t in weights.items():
+            if tuple(t.shape) != tuple(expected[name].shape):
+                raise ValueError(f"{folder}: {name} has shape {tuple(t.shape)}, config wants {tuple(expected[name].shape)}")
+            owner, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(owner) if owner else model, leaf, nn.Parameter(t, requires_grad=False))
+        return model.eval()
+
+
+# ---- commands ----
+
+def cmd_verify(args):
+    fx = args.fixtures
+    pixels = read_safetensors(os.path.join(fx, "image_processor", "pixel_values.safetensors"))
+    worst, report = 0.0, {}
+    for ckpt in ("tiny-altclip", "tiny-altclip-b"):
+        model = AltCLIP.from_pretrained(os.path.join(fx, "models", ckpt))
+        meta = json.load(open(os.path.join(fx, "goldens", ckpt + ".json")))
+        gold = read_safetensors(os.path.join(fx, "goldens", ckpt + ".safetensors"))
+        for combo in meta["combos"]:
+            p = combo["name"]
+            pv = torch.cat([pixels[n] for n in combo["model_call"]["pixel_values"]["concatenate_along_dim0"]])
+            with torch.inference_mode():
+                t = model.get_text_features(gold[f"{p}/inputs/input_ids"], gold[f"{p}/inputs/attention_mask"])
+                i = model.get_image_features(pv)
+            dt = (t - gold[f"{p}/get_text_features"]).abs().max().item()
+            di = (i - gold[f"{p}/get_image_features"]).abs().max().item()
+            report[f"{ckpt}/{p}"] = {"text_max_abs_diff": dt, "image_max_abs_diff": di}
+            worst = max(worst, dt, di)
+    print(json.dumps({"ok": worst <= 1e-4, "worst_max_abs_diff": worst, "combos": report}, indent=1))
+    return 0 if worst <= 1e-4 else 1
+
+
+def cmd_bench(args):
+    torch.set_num_threads(args.threads)
+    rows = args.rows.split(",")
+    t0 = time.perf_counter()
+    model = AltCLIP.from_pretrained(args.model)
+    load_s = time.perf_counter() - t0
+    rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    x = read_safetensors(args.inputs)
+    ids, mask = x["input_ids"], x["attention_mask"]
+    n1 = int(mask[0].sum())  # batch 1: the first prompt, unpadded
+    calls = {
+        "image1": lambda: model.get_image_features(x["pixel_values"][:1]),
+        "image8": lambda: model.get_image_features(x["pixel_values"][:8]),
+        "text1": lambda: model.get_text_features(ids[:1, :n1], mask[:1, :n1]),
+        "text32": lambda: model.get_text_features(ids[:32], mask[:32]),
+    }
+    reps = {"image1": 5, "image8": 3, "text1": 10, "text32": 5}
+    result, features = {}, {}
+    with torch.inference_mode():
+        for r in rows:
+            n = args.reps if args.reps else reps[r]
+            for _ in range(args.warmup):
+                calls[r]()
+            times = []
+            for _ in range(n):
+                t = time.perf_counter()
+                features[r] = calls[r]()
+                times.append(time.perf_counter() - t)
+            result[r] = {"median_s": statistics.median(times), "times_s": times}
+    if args.out:
+        write_safetensors(args.out, features)
+    print(json.dumps({
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "load_s": load_s,
+        "rss_after_load_bytes": rss_after_load,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "rows": result,
+    }))
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("verify")
+    v.add_argument("--fixtures", default=os.path.join(os.path.dirname(__file__), "..", "test", "fixtures"))
+    b = sub.add_parser("bench")
+    b.add_argument("--model", required=True)
+    b.add_argument("--inputs", required=True)
+    b.add_argument("--out")
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--rows", default="image1,image8,text1,text32")
+    b.add_argument("--warmup", type=int, default=1)
+    b.add_argument("--reps", type=int, default=0, help="runs per row (0: per-row defaults)")
+    args = ap.parse_args()
+    sys.exit(cmd_verify(args) if args.cmd == "verify" else cmd_bench(args))
+
+
+if __name__ == "__main__":
+    main()
