@@ -1,0 +1,101 @@
+// Checkpoint files -> TensorRef map. Tensor data stays in the files: consumers point ONNX external
+// data at (file, offset, byteLength), or read one tensor at a time.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { resolveFile, type PretrainedOptions } from '../hub/index.js';
+import { readTensorBytes, toFloat32, type TensorRef } from './dtype.js';
+import { openSafetensors } from './safetensors.js';
+import { openTorchBin } from './torch.js';
+
+export { DTYPE_BITS, readTensorBytes, toFloat32, type DType, type TensorRef } from './dtype.js';
+export { openSafetensors } from './safetensors.js';
+export { openTorchBin } from './torch.js';
+
+export interface Weights {
+  tensors: Map<string, TensorRef>;
+  /** Every file referenced by a tensor (absolute real paths). */
+  files: string[];
+  /** A (small) tensor's values as float32, from any float dtype (F16/BF16/F64 converted). */
+  readFloat32(name: string): Float32Array;
+}
+
+/** Searched in this order, as transformers' `from_pretrained` does (safetensors first). */
+const WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'];
+
+/** Index files list tens of thousands of names at most; refuse absurd ones. */
+const MAX_INDEX_BYTES = 64 * 1024 * 1024;
+
+export async function loadWeights(pathOrRepoId: string, options: PretrainedOptions = {}): Promise<Weights> {
+  for (const filename of WEIGHT_FILES) {
+    const file = await resolveFile(pathOrRepoId, filename, { ...options, optional: true });
+    if (!file) continue;
+    const open = filename.startsWith('model.safetensors') ? openSafetensors : openTorchBin;
+    const tensors = filename.endsWith('.index.json') ? await openSharded(pathOrRepoId, file, open, options) : open(file);
+    return makeWeights(tensors);
+  }
+  const where = options.subfolder ? `${pathOrRepoId} (subfolder ${options.subfolder})` : pathOrRepoId;
+  throw new Error(`${where}: no model weights found (looked for ${WEIGHT_FILES.join(', ')})`);
+}
+
+export function makeWeights(tensors: Map<string, TensorRef>): Weights {
+  return {
+    tensors,
+    files: [...new Set([...tensors.values()].filter((t) => !t.data).map((t) => t.file))],
+    readFloat32(name: string): Float32Array {
+      const ref = tensors.get(name);
+      if (!ref) throw new Error(`no tensor named ${name} in the weights (${[...new Set([...tensors.values()].map((t) => t.file))].join(', ')})`);
+      return toFloat32(ref.dtype, readTensorBytes(ref));
+    },
+  };
+}
+
+/**
+ * A sharded checkpoint: `{"metadata": {...}, "weight_map": {tensor name: shard file}}` (what
+ * transformers' `save_pretrained` writes). Each shard is resolved like the index (same model and
+ * subfolder); every listed tensor must be in its shard, and no tensor may be in two shards.
+ */
+async function openSharded(
+  pathOrRepoId: string,
+  indexFile: string,
+  open: (file: string) => Map<string, TensorRef>,
+  options: PretrainedOptions,
+): Promise<Map<string, TensorRef>> {
+  const fail = (problem: string): never => {
+    throw new Error(`${indexFile}: invalid weights index: ${problem}`);
+  };
+  if (fs.statSync(indexFile).size > MAX_INDEX_BYTES) fail('over 64 MB');
+  let index: unknown;
+  try {
+    index = JSON.parse(fs.readFileSync(indexFile, 'utf8'));
+  } catch (e) {
+    fail(`not valid JSON (${(e as Error).message})`);
+  }
+  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) fail('no "weight_map" object');
+  const byShard = new Map<string, string[]>();
+  for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
+    if (typeof shard !== 'string') fail(`"${name}" maps to ${JSON.stringify(shard)}, not a file name`);
+    const s = shard as string;
+    if (s === '' || path.isAbsolute(s) || s.includes('\\') || s.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')) {
+      fail(`shard name ${JSON.stringify(s)} is not a plain relative file name`);
+    }
+    byShard.set(s, [...(byShard.get(s) ?? []), name]);
+  }
+
+  const tensors = new Map<string, TensorRef>();
+  const owner = new Map<string, string>();
+  for (const [shard, names] of byShard) {
+    const file = (await resolveFile(pathOrRepoId, shard, options)) as string;
+    const shardTensors = open(file);
+    const missing = names.filter((n) => !shardTensors.has(n));
+    if (missing.length) fail(`shard ${shard} lacks ${missing.length} tensor(s) the index puts there: ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}`);
+    // As transformers does, every tensor of a shard is loaded, listed or not.
+    for (const [name, ref] of shardTensors) {
+      const other = owner.get(name);
+      if (other) fail(`tensor ${name} is in both ${other} and ${shard}`);
+      owner.set(name, shard);
+      tensors.set(name, ref);
+    }
+  }
+  return tensors;
+}

@@ -1,0 +1,89 @@
+// safetensors: an 8-byte little-endian header length N, N bytes of JSON
+// `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {str: str}}`, then the data.
+// Only the header is read. Validation follows the Rust reference (`SafeTensors::read_metadata` /
+// `Metadata::validate`): offsets start at 0, are sorted with no gaps or overlaps, each range holds
+// exactly numel * itemsize bytes, and the last one ends at the end of the file.
+import * as fs from 'node:fs';
+import { byteSize, isDType, numelOf, type TensorRef } from './dtype.js';
+
+/** The Rust reader refuses headers above 100 MB (`HeaderTooLarge`). */
+const MAX_HEADER = 100_000_000;
+
+/** The tensors of a safetensors file, by name, after validating its header. */
+export function openSafetensors(file: string): Map<string, TensorRef> {
+  const real = fs.realpathSync(file);
+  const fd = fs.openSync(real, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const fail = (problem: string): never => {
+      throw new Error(`${file}: not a valid safetensors file: ${problem}`);
+    };
+    if (size < 8) fail(`only ${size} bytes (truncated?)`);
+    const lenBuf = Buffer.alloc(8);
+    fs.readSync(fd, lenBuf, 0, 8, 0);
+    const n = lenBuf.readBigUInt64LE(0);
+    if (n > BigInt(MAX_HEADER)) fail(`header length ${n} is over the 100 MB limit`);
+    const headerLen = Number(n);
+    if (8 + headerLen > size) fail(`header length ${headerLen} runs past the end of the file (${size} bytes; truncated?)`);
+    const headerBuf = Buffer.alloc(headerLen);
+    if (fs.readSync(fd, headerBuf, 0, headerLen, 8) !== headerLen) fail('could not read the header');
+
+    let header: unknown;
+    try {
+      header = JSON.parse(headerBuf.toString('utf8'));
+    } catch (e) {
+      fail(`header is not valid JSON (${(e as Error).message})`);
+    }
+    if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
+
+    const dataStart = 8 + headerLen;
+    const dataLen = size - dataStart;
+    const entries: { ref: TensorRef; begin: number; end: number }[] = [];
+    for (const [name, info] of Object.entries(header as Record<string, unknown>)) {
+      if (name === '__metadata__') {
+        const ok = typeof info === 'object' && info !== null && !Array.isArray(info)
+          && Object.values(info).every((v) => typeof v === 'string');
+        if (!ok) fail('"__metadata__" must map strings to strings');
+        continue;
+      }
+      const bad = (problem: string) => fail(`tensor "${name}": ${problem}`);
+      if (typeof info !== 'object' || info === null) bad('entry is not an object');
+      const { dtype, shape, data_offsets: offs } = info as Record<string, unknown>;
+      if (!isDType(dtype)) bad(`unknown dtype ${JSON.stringify(dtype)}`);
+      if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+        bad(`shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+      }
+      if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+        bad(`data_offsets ${JSON.stringify(offs)} is not a pair of non-negative integers`);
+      }
+      const [begin, end] = offs as [number, number];
+      if (end < begin) bad(`data_offsets [${begin}, ${end}] end before they begin`);
+      if (end > dataLen) bad(`data_offsets [${begin}, ${end}] run past the end of the data (${dataLen} bytes; truncated?)`);
+      const numel = numelOf(shape as number[]);
+      const bytes = numel === null ? null : byteSize(dtype as never, numel);
+      if (bytes === null) bad(`shape ${JSON.stringify(shape)} of ${dtype} is not a whole number of bytes`);
+      if (bytes !== end - begin) {
+        bad(`shape ${JSON.stringify(shape)} of ${dtype} needs ${bytes} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
+      }
+      entries.push({
+        ref: { name, dtype: dtype as never, shape: shape as number[], file: real, offset: dataStart + begin, byteLength: end - begin },
+        begin, end,
+      });
+    }
+
+    // Sorted by offset, the ranges must tile [0, dataLen) exactly.
+    entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+    let pos = 0;
+    let prev = '';
+    for (const { ref, begin, end } of entries) {
+      if (begin < pos) fail(`tensor "${ref.name}" (bytes ${begin}..${end}) overlaps tensor "${prev}" (ends at ${pos})`);
+      if (begin > pos) fail(`gap in the data before tensor "${ref.name}" (bytes ${pos}..${begin} belong to no tensor)`);
+      pos = end;
+      prev = ref.name;
+    }
+    if (pos !== dataLen) fail(`the tensors cover ${pos} bytes of data but the file has ${dataLen} after the header`);
+    return new Map(entries.map((e) => [e.ref.name, e.ref]));
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,224 @@
+// torch.save's zip format (torch >= 1.6), read as torch.serialization's `_load` does, minus the
+// code execution: `<prefix>/data.pkl` is a pickle of the state dict whose tensors are rebuilt by
+// `torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, ...)`, each storage
+// being a persistent id `('storage', torch.<Type>Storage, key, location, numel)` whose bytes are the
+// entry `<prefix>/data/<key>` (raw little-endian). The prefix is the file stem for torch 1.x and
+// "archive" for torch 2.x, so it is found, not assumed.
+import * as fs from 'node:fs';
+import { DTYPE_BITS, numelOf, type DType, type TensorRef } from './dtype.js';
+import { PyGlobal, pyTypeName, unpickle } from './unpickler.js';
+import { ZipFile, type ZipEntry } from './zip.js';
+
+/** data.pkl of real checkpoints is well under 10 MB (about 100 bytes per tensor). */
+const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
+
+/** torch's legacy typed storage classes (torch/storage.py) and the dtypes they hold. */
+const STORAGE_DTYPES: Record<string, DType> = {
+  DoubleStorage: 'F64', FloatStorage: 'F32', HalfStorage: 'F16', BFloat16Storage: 'BF16',
+  LongStorage: 'I64', IntStorage: 'I32', ShortStorage: 'I16', CharStorage: 'I8',
+  ByteStorage: 'U8', BoolStorage: 'BOOL',
+};
+
+class StorageType extends PyGlobal {
+  constructor(name: string, readonly dtype: DType) {
+    super('torch', name);
+  }
+}
+
+interface Storage { key: string; dtype: DType; numel: number }
+
+interface TensorDesc { storage: Storage; storageOffset: number; size: number[]; stride: number[] }
+
+function isTensor(v: unknown): v is TensorDesc {
+  return typeof v === 'object' && v !== null && 'storage' in v && 'stride' in v;
+}
+
+/** The globals a state dict needs, and nothing that could run code, read files or unpickle again. */
+function stateDictGlobals(source: string): Map<string, PyGlobal> {
+  const fail = (problem: string): never => {
+    throw new Error(`${source}: ${problem}`);
+  };
+  const dims = (v: unknown, what: string): number[] => {
+    if (!Array.isArray(v) || !v.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor ${what} ${String(v)} is not a tuple of non-negative ints`);
+    return v as number[];
+  };
+  const tensorArg = (v: unknown, fn: string): TensorDesc => (isTensor(v) ? v : fail(`${fn} expects a tensor, got ${pyTypeName(v)}`));
+  // torch/_utils.py: _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None)
+  const rebuildTensor = (args: readonly unknown[], fn: string): TensorDesc => {
+    const [storage, offset, size, stride] = args;
+    if (typeof storage !== 'object' || storage === null || !('numel' in storage)) fail(`${fn}: first argument is a ${pyTypeName(storage)}, not a storage`);
+    if (!Number.isSafeInteger(offset) || (offset as number) < 0) fail(`${fn}: storage_offset ${String(offset)} is not a non-negative int`);
+    const shape = dims(size, 'size');
+    const strides = dims(stride, 'stride');
+    if (shape.length !== strides.length) fail(`${fn}: size has ${shape.length} dims but stride has ${strides.length}`);
+    return { storage: storage as Storage, storageOffset: offset as number, size: shape, stride: strides };
+  };
+  const v2 = new PyGlobal('torch._utils', '_rebuild_tensor_v2', (a) => {
+    if (a.length < 6 || a.length > 7) fail(`_rebuild_tensor_v2 takes 6 or 7 arguments, got ${a.length}`);
+    return rebuildTensor(a, '_rebuild_tensor_v2');
+  });
+  const v1 = new PyGlobal('torch._utils', '_rebuild_tensor', (a) => {
+    if (a.length !== 4) fail(`_rebuild_tensor takes 4 arguments, got ${a.length}`);
+    return rebuildTensor(a, '_rebuild_tensor');
+  });
+  // nn.Parameter(data, requires_grad): the parameter is its data as far as weights go.
+  const param = new PyGlobal('torch._utils', '_rebuild_parameter', (a) => tensorArg(a[0], '_rebuild_parameter'));
+  const paramState = new PyGlobal('torch._utils', '_rebuild_parameter_with_state', (a) => tensorArg(a[0], '_rebuild_parameter_with_state'));
+  const tensorClass = new PyGlobal('torch', 'Tensor');
+  const paramClass = new PyGlobal('torch.nn.parameter', 'Parameter');
+  const rebuilders = [v2, v1, param, paramState];
+  // torch/_tensor.py: _rebuild_from_type_v2(func, new_type, args, state) = func(*args) cast to new_type;
+  // harmless when func is one of the rebuilders above and new_type is Tensor or Parameter.
+  const fromType = new PyGlobal('torch._tensor', '_rebuild_from_type_v2', (a) => {
+    const [func, newType, args] = a;
+    if (!rebuilders.includes(func as PyGlobal)) fail(`_rebuild_from_type_v2 with function ${pyTypeName(func)} is not allowed`);
+    if (newType !== tensorClass && newType !== paramClass) fail(`_rebuild_from_type_v2 to type ${pyTypeName(newType)} is not allowed`);
+    if (!Array.isArray(args)) fail('_rebuild_from_type_v2 arguments are not a tuple');
+    return (func as PyGlobal).call!(args as unknown[]);
+  });
+  const orderedDict = (a: readonly unknown[]) => {
+    if (a.length === 0) return new Map();
+    if (a.length === 1 && Array.isArray(a[0]) && a[0].every((p) => Array.isArray(p) && p.length === 2)) {
+      return new Map(a[0] as [unknown, unknown][]);
+    }
+    return fail('collections.OrderedDict called with unsupported arguments');
+  };
+  // Python 3 pickles bytes at protocol 2 as _codecs.encode(str, "latin1").
+  const encode = new PyGlobal('_codecs', 'encode', (a) => {
+    const [s, enc] = a;
+    if (typeof s !== 'string' || (enc !== 'latin1' && enc !== 'latin-1') || /[^\x00-\xff]/.test(s)) fail('_codecs.encode is only allowed for latin-1 strings');
+    return new Uint8Array(Buffer.from(s as string, 'latin1'));
+  });
+  const all = [
+    v2, v1, param, paramState, fromType, tensorClass, paramClass, encode,
+    new PyGlobal('collections', 'OrderedDict', orderedDict, orderedDict),
+    ...Object.entries(STORAGE_DTYPES).map(([name, dtype]) => new StorageType(name, dtype)),
+  ];
+  return new Map(all.map((g) => [`${g.module}.${g.name}`, g]));
+}
+
+/** The tensors of a torch.save zip archive (`pytorch_model.bin`), by name, without running its pickle. */
+export function openTorchBin(file: string): Map<string, TensorRef> {
+  const real = fs.realpathSync(file);
+  let zip: ZipFile;
+  try {
+    zip = ZipFile.open(real);
+  } catch (e) {
+    throw legacyFormatError(file) ?? e;
+  }
+  try {
+    return readStateDict(file, real, zip);
+  } finally {
+    zip.close();
+  }
+}
+
+function readStateDict(file: string, real: string, zip: ZipFile): Map<string, TensorRef> {
+  const fail = (problem: string): never => {
+    throw new Error(`${file}: not a loadable torch checkpoint: ${problem}`);
+  };
+  const pkls = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
+  if (pkls.length !== 1) fail(pkls.length ? `several data.pkl entries (${pkls.join(', ')})` : 'no <folder>/data.pkl entry');
+  const prefix = pkls[0].slice(0, -'data.pkl'.length);
+  const byteorder = zip.entries.get(`${prefix}byteorder`);
+  if (byteorder && Buffer.from(zip.readEntry(byteorder, 16)).toString() !== 'little') fail('tensors are stored big-endian');
+
+  const source = `${file} (${pkls[0]})`;
+  const storages = new Map<string, Storage>();
+  // torch/serialization.py `persistent_load`: ('storage', storage_type, key, location, numel)
+  const persistentLoad = (pid: unknown): Storage => {
+    if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage') fail(`unsupported persistent id ${pyTypeName(pid)} ${String(pid?.[0 as never])}`);
+    const [, type, key, , numel] = pid as unknown[];
+    if (!(type instanceof StorageType)) fail(`storage type ${pyTypeName(type)} is not supported`);
+    if (typeof key !== 'string' || !/^[\w.-]+$/.test(key)) fail(`storage key ${JSON.stringify(key)} is not a plain name`);
+    if (!Number.isSafeInteger(numel) || (numel as number) < 0) fail(`storage ${key} has a bad element count ${String(numel)}`);
+    const storage = { key: key as string, dtype: (type as StorageType).dtype, numel: numel as number };
+    const seen = storages.get(storage.key);
+    if (seen && (seen.dtype !== storage.dtype || seen.numel !== storage.numel)) fail(`storage ${key} is declared twice with different types or sizes`);
+    storages.set(storage.key, seen ?? storage);
+    return seen ?? storage;
+  };
+  const obj = unpickle(zip.readEntry(zip.entries.get(pkls[0])!, MAX_PICKLE_BYTES), {
+    source, globals: stateDictGlobals(source), persistentLoad,
+  });
+  if (!(obj instanceof Map)) fail(`the pickle holds a ${pyTypeName(obj)}, not a state dict`);
+
+  const inflated = new Map<string, Uint8Array>();
+  const storageEntry = (s: Storage): ZipEntry => {
+    const entry = zip.entries.get(`${prefix}data/${s.key}`) ?? fail(`no entry ${prefix}data/${s.key} for storage ${s.key}`);
+    const expected = s.numel * (DTYPE_BITS[s.dtype] / 8);
+    if (entry.size !== expected) fail(`entry ${entry.name} holds ${entry.size} bytes, but its storage has ${s.numel} ${s.dtype} elements (${expected} bytes)`);
+    return entry;
+  };
+  const storageBytes = (entry: ZipEntry): Uint8Array => {
+    let bytes = inflated.get(entry.name);
+    if (!bytes) inflated.set(entry.name, (bytes = zip.readEntry(entry)));
+    return bytes;
+  };
+
+  const out = new Map<string, TensorRef>();
+  for (const [name, t] of obj as Map<unknown, unknown>) {
+    if (typeof name !== 'string') fail(`state dict key ${String(name)} is not a string`);
+    if (!isTensor(t)) fail(`state dict entry "${String(name)}" is a ${pyTypeName(t)}, not a tensor`);
+    const { storage, storageOffset, size, stride } = t as TensorDesc;
+    const itemsize = DTYPE_BITS[storage.dtype] / 8;
+    const numel = numelOf(size) ?? fail(`tensor "${name}" has too many elements`);
+    const entry = storageEntry(storage);
+    const ref: TensorRef = { name: name as string, dtype: storage.dtype, shape: size, file: real, offset: entry.dataOffset, byteLength: numel * itemsize };
+    if (numel === 0) {
+      out.set(ref.name, ref);
+      continue;
+    }
+    // The last element it reaches must lie inside the storage.
+    const last = storageOffset + size.reduce((acc, d, i) => acc + (d - 1) * stride[i], 0);
+    if (last >= storage.numel) fail(`tensor "${name}" (offset ${storageOffset}, size [${size}], stride [${stride}]) reaches past its storage of ${storage.numel} elements`);
+    if (isContiguous(size, stride)) {
+      if (entry.method === 0) {
+        ref.offset = entry.dataOffset + storageOffset * itemsize;
+      } else {
+        ref.data = storageBytes(entry).subarray(storageOffset * itemsize, (storageOffset + numel) * itemsize);
+      }
+    } else {
+      // A strided view (e.g. a saved transpose): gather its elements into a contiguous copy.
+      ref.data = gather(storageBytes(entry), itemsize, storageOffset, size, stride, numel);
+    }
+    out.set(ref.name, ref);
+  }
+  return out;
+}
+
+/** Row-major contiguity, ignoring the stride of size-1 dims (as torch's is_contiguous does). */
+function isContiguous(size: number[], stride: number[]): boolean {
+  let expected = 1;
+  for (let i = size.length - 1; i >= 0; i--) {
+    if (size[i] !== 1 && stride[i] !== expected) return false;
+    expected *= size[i];
+  }
+  return true;
+}
+
+function gather(src: Uint8Array, itemsize: number, offset: number, size: number[], stride: number[], numel: number): Uint8Array {
+  const out = new Uint8Array(numel * itemsize);
+  const idx = new Array<number>(size.length).fill(0);
+  for (let n = 0; n < numel; n++) {
+    let e = offset;
+    for (let d = 0; d < size.length; d++) e += idx[d] * stride[d];
+    out.set(src.subarray(e * itemsize, (e + 1) * itemsize), n * itemsize);
+    for (let d = size.length - 1; d >= 0 && ++idx[d] === size[d]; d--) idx[d] = 0;
+  }
+  return out;
+}
+
+/** torch.save before 1.6 wrote a sequence of pickles (or a tar); say so instead of "not a zip". */
+function legacyFormatError(file: string): Error | null {
+  const head = Buffer.alloc(2);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, head, 0, 2, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (head[0] !== 0x80) return null;
+  return new Error(`${file}: this is the legacy (torch < 1.6) torch.save format, which is not supported; ` +
+    're-save it with a recent torch or convert it to safetensors');
+}
