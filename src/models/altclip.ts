@@ -1,0 +1,475 @@
+// The public model classes: AltCLIPModel, AltCLIPTextModel, AltCLIPVisionModel.
+// Graphs come from modeling_altclip.ts; what transformers computes outside the towers (feature
+// normalisation, logits, the contrastive loss, interpolate_pos_encoding) is done here.
+import * as ort from 'onnxruntime-node';
+
+import { AltCLIPConfig, AltCLIPTextConfig, AltCLIPVisionConfig } from '../config.js';
+import type { PretrainedOptions } from '../hub/index.js';
+import { GraphBuilder, type WeightSource } from '../onnx/graph.js';
+import { Tensor } from '../tensor.js';
+import { loadWeights, type Weights } from '../weights/index.js';
+import { buildTextGraph, buildVisionGraph, type GraphVariant } from './modeling_altclip.js';
+import { createSession, type SessionOptions } from './session.js';
+
+export interface ModelOptions extends PretrainedOptions, SessionOptions {
+  /** Compute precision of the Linear layers (default fp32). */
+  dtype?: 'fp32';
+}
+
+export interface TowerOutput {
+  lastHiddenState: Tensor;
+  poolerOutput: Tensor;
+  hiddenStates?: Tensor[];
+  attentions?: Tensor[];
+}
+
+export interface AltCLIPOutput {
+  loss?: Tensor;
+  logitsPerImage: Tensor;
+  logitsPerText: Tensor;
+  textEmbeds: Tensor;
+  imageEmbeds: Tensor;
+  textModelOutput: TowerOutput;
+  visionModelOutput: TowerOutput;
+}
+
+export interface TextInputs {
+  inputIds: Tensor;
+  attentionMask?: Tensor;
+}
+
+export interface VisionInputs {
+  pixelValues: Tensor;
+  interpolatePosEncoding?: boolean;
+}
+
+export interface OutputFlags {
+  outputHiddenStates?: boolean;
+  outputAttentions?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input checks: the errors transformers gives, plus a few it would give later and less clearly.
+
+function toInt64(t: Tensor, name: string): Tensor {
+  if (t.type === 'int64') return t;
+  if (t.type === 'int32' || t.type === 'uint8' || t.type === 'bool') {
+    return new Tensor('int64', BigInt64Array.from(t.data as Int32Array, (v) => BigInt(v)), t.dims);
+  }
+  throw new Error(`${name} must be an int64 tensor, got ${t.type}`);
+}
+
+function checkTextInputs({ inputIds, attentionMask }: TextInputs, config: AltCLIPTextConfig): [Tensor, Tensor] {
+  if (!(inputIds instanceof ort.Tensor)) throw new Error('inputIds must be a Tensor');
+  if (inputIds.dims.length !== 2) {
+    throw new Error(`inputIds must have shape [batch, sequence], got [${inputIds.dims}]`);
+  }
+  const ids = toInt64(inputIds, 'inputIds');
+  const [batch, seq] = ids.dims as [number, number];
+  if (seq > config.maxPositionEmbeddings - config.padTokenId - 1) {
+    throw new Error(`inputIds has ${seq} tokens; this model takes at most ${config.maxPositionEmbeddings - config.padTokenId - 1}`);
+  }
+  for (const v of ids.data as BigInt64Array) {
+    if (v < 0n || v >= BigInt(config.vocabSize)) {
+      throw new Error(`inputIds holds id ${v}, outside the vocabulary [0, ${config.vocabSize})`);
+    }
+  }
+  let mask: Tensor;
+  if (attentionMask === undefined) {
+    mask = new Tensor('int64', new BigInt64Array(batch * seq).fill(1n), [batch, seq]);
+  } else {
+    if (attentionMask.dims.length !== 2 || attentionMask.dims[0] !== batch || attentionMask.dims[1] !== seq) {
+      throw new Error(`attentionMask has shape [${attentionMask.dims}], inputIds [${ids.dims}]: they must match`);
+    }
+    mask = toInt64(attentionMask, 'attentionMask');
+  }
+  return [ids, mask];
+}
+
+function checkPixelValues({ pixelValues, interpolatePosEncoding }: VisionInputs, config: AltCLIPVisionConfig): Tensor {
+  if (!(pixelValues instanceof ort.Tensor)) throw new Error('pixelValues must be a Tensor');
+  if (pixelValues.type !== 'float32') throw new Error(`pixelValues must be float32, got ${pixelValues.type}`);
+  if (pixelValues.dims.length !== 4) {
+    throw new Error(`pixelValues must have shape [batch, channels, height, width], got [${pixelValues.dims}]`);
+  }
+  const [, channels, height, width] = pixelValues.dims as number[];
+  if (channels !== config.numChannels) {
+    throw new Error(`pixelValues has ${channels} channels; the model expects ${config.numChannels}`);
+  }
+  if (!interpolatePosEncoding && (height !== config.imageSize || width !== config.imageSize)) {
+    // transformers' CLIP embeddings raise this exact message
+    throw new Error(`Input image size (${height}*${width}) doesn't match model (${config.imageSize}*${config.imageSize}).`);
+  }
+  if (height! < config.patchSize || width! < config.patchSize) {
+    throw new Error(`pixelValues of ${height}x${width} is smaller than one ${config.patchSize}x${config.patchSize} patch`);
+  }
+  return pixelValues;
+}
+
+// ---------------------------------------------------------------------------------------------
+// interpolate_pos_encoding (transformers >= 4.46): bicubic resize of the patch position grid.
+
+/** torch's cubic convolution weights (A = -0.75) for the fractional offset t. */
+function cubicWeights(t: number): [number, number, number, number] {
+  const A = -0.75;
+  const near = (x: number) => ((A + 2) * x - (A + 3)) * x * x + 1;
+  const far = (x: number) => ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+  return [far(t + 1), near(t), near(1 - t), far(2 - t)];
+}
+
+/**
+ * nn.functional.interpolate(mode="bicubic", align_corners=False) of a [inH, inW, dim] grid to
+ * [outH, outW, dim]: source = (dst + 0.5) * in / out - 0.5, indices clamped at the border.
+ */
+function bicubicResize(src: Float32Array, inH: number, inW: number, dim: number, outH: number, outW: number): Float32Array {
+  const out = new Float32Array(outH * outW * dim);
+  const taps = (outSize: number, inSize: number) => Array.from({ length: outSize }, (_, o) => {
+    const real = (inSize / outSize) * (o + 0.5) - 0.5;
+    const i0 = Math.floor(real);
+    const idx = [-1, 0, 1, 2].map((k) => Math.min(Math.max(i0 + k, 0), inSize - 1));
+    return { idx, w: cubicWeights(real - i0) };
+  });
+  const rows = taps(outH, inH);
+  const cols = taps(outW, inW);
+  for (let y = 0; y < outH; y++) {
+    for (let x = 0; x < outW; x++) {
+      const o = (y * outW + x) * dim;
+      for (let c = 0; c < dim; c++) {
+        let acc = 0;
+        for (let r = 0; r < 4; r++) {
+          let row = 0;
+          for (let k = 0; k < 4; k++) row += src[(rows[y]!.idx[r]! * inW + cols[x]!.idx[k]!) * dim + c]! * cols[x]!.w[k];
+          acc += row * rows[y]!.w[r];
+        }
+        out[o + c] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+/** AltCLIPVisionEmbeddings.interpolate_pos_encoding for an image of height x width. */
+export function interpolatePositionEmbeddings(positionEmbedding: Float32Array, config: AltCLIPVisionConfig,
+  height: number, width: number): Tensor {
+  const dim = config.hiddenSize;
+  const numPositions = positionEmbedding.length / dim - 1;
+  const newH = Math.floor(height / config.patchSize);
+  const newW = Math.floor(width / config.patchSize);
+  if (newH * newW === numPositions && height === width) {
+    return new Tensor('float32', positionEmbedding, [1, numPositions + 1, dim]);
+  }
+  const side = Math.floor(Math.sqrt(numPositions));
+  const patches = bicubicResize(positionEmbedding.subarray(dim), side, side, dim, newH, newW);
+  const out = new Float32Array((newH * newW + 1) * dim);
+  out.set(positionEmbedding.subarray(0, dim));
+  out.set(patches, dim);
+  return new Tensor('float32', out, [1, newH * newW + 1, dim]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small tensor math done outside the graphs, as transformers does it after the towers.
+
+function normalize(t: Tensor): Tensor {
+  const [n, d] = t.dims as [number, number];
+  const x = t.data as Float32Array;
+  const out = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let j = 0; j < d; j++) s += x[i * d + j]! ** 2;
+    const norm = Math.sqrt(s);
+    for (let j = 0; j < d; j++) out[i * d + j] = x[i * d + j]! / norm;
+  }
+  return new Tensor('float32', out, [n, d]);
+}
+
+/** a [n, d] @ b[m, d]^T * scale -> [n, m] */
+function matmulT(a: Tensor, b: Tensor, scale: number): Tensor {
+  const [n, d] = a.dims as [number, number];
+  const m = b.dims[0]!;
+  const x = a.data as Float32Array;
+  const y = b.data as Float32Array;
+  const out = new Float32Array(n * m);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += x[i * d + k]! * y[j * d + k]!;
+      out[i * m + j] = Math.fround(s) * scale;
+    }
+  }
+  return new Tensor('float32', out, [n, m]);
+}
+
+function transpose(t: Tensor): Tensor {
+  const [n, m] = t.dims as [number, number];
+  const x = t.data as Float32Array;
+  const out = new Float32Array(n * m);
+  for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) out[j * n + i] = x[i * m + j]!;
+  return new Tensor('float32', out, [m, n]);
+}
+
+/** nn.functional.cross_entropy(logits, arange(n)), mean reduction. */
+function contrastiveLoss(logits: Tensor): number {
+  const [n, m] = logits.dims as [number, number];
+  const x = logits.data as Float32Array;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    let max = -Infinity;
+    for (let j = 0; j < m; j++) max = Math.max(max, x[i * m + j]!);
+    let sum = 0;
+    for (let j = 0; j < m; j++) sum += Math.exp(x[i * m + j]! - max);
+    total += max + Math.log(sum) - x[i * m + i]!;
+  }
+  return total / n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Towers: a graph per (tower, variant), each with its own session, created on first use.
+
+type Builder = (g: GraphBuilder, variant: GraphVariant) => void;
+
+class Tower {
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+
+  constructor(
+    private readonly name: string,
+    private readonly build: Builder,
+    private readonly weights: Weights,
+    private readonly options: ModelOptions,
+    private readonly source: string,
+  ) {}
+
+  /** Builds the graph without running it: checks every weight the config needs is there. */
+  check(variant: GraphVariant): GraphBuilder {
+    const g = new GraphBuilder(this.graphName(variant), this.weightSource());
+    this.build(g, variant);
+    g.assertComplete(this.source);
+    return g;
+  }
+
+  private graphName(v: GraphVariant): string {
+    return `${this.name}${v.full ? '-full' : ''}${v.interpolate ? '-interp' : ''}${v.quantized ? '-q8' : ''}`;
+  }
+
+  private weightSource(): WeightSource {
+    return { get: (name) => this.weights.tensors.get(name) };
+  }
+
+  session(variant: GraphVariant): Promise<ort.InferenceSession> {
+    const key = this.graphName(variant);
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = createSession(this.check(variant), this.options);
+      this.sessions.set(key, s);
+      s.catch(() => this.sessions.delete(key));
+    }
+    return s;
+  }
+
+  async run(variant: GraphVariant, feeds: Record<string, Tensor>, fetch: string[]): Promise<Record<string, Tensor>> {
+    const session = await this.session(variant);
+    return (await session.run(feeds, fetch)) as Record<string, Tensor>;
+  }
+
+  async dispose(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(all.map(async (s) => (await s.catch(() => undefined))?.release()));
+  }
+}
+
+function towerOutput(out: Record<string, Tensor>, layers: number, flags: OutputFlags): TowerOutput {
+  const result: TowerOutput = { lastHiddenState: out.last_hidden_state!, poolerOutput: out.pooler_output! };
+  if (flags.outputHiddenStates) result.hiddenStates = Array.from({ length: layers + 1 }, (_, i) => out[`hidden_states.${i}`]!);
+  if (flags.outputAttentions) result.attentions = Array.from({ length: layers }, (_, i) => out[`attentions.${i}`]!);
+  return result;
+}
+
+function fetchList(base: string[], layers: number, flags: OutputFlags): string[] {
+  const names = [...base];
+  if (flags.outputHiddenStates) for (let i = 0; i <= layers; i++) names.push(`hidden_states.${i}`);
+  if (flags.outputAttentions) for (let i = 0; i < layers; i++) names.push(`attentions.${i}`);
+  return names;
+}
+
+class TextTower {
+  readonly tower: Tower;
+
+  constructor(readonly config: AltCLIPTextConfig, weights: Weights, options: ModelOptions, source: string,
+    prefix: string, projectionDim?: number) {
+    this.tower = new Tower('text', (g, v) => buildTextGraph(g, config, v, { prefix, projectionDim }),
+      weights, options, source);
+  }
+
+  async run(inputs: TextInputs, flags: OutputFlags, extra: string[] = []): Promise<[TowerOutput, Record<string, Tensor>]> {
+    const [inputIds, attentionMask] = checkTextInputs(inputs, this.config);
+    const full = Boolean(flags.outputHiddenStates || flags.outputAttentions);
+    const layers = this.config.numHiddenLayers;
+    const out = await this.tower.run({ full }, { input_ids: inputIds, attention_mask: attentionMask },
+      fetchList(['last_hidden_state', 'pooler_output', ...extra], layers, flags));
+    return [towerOutput(out, layers, flags), out];
+  }
+}
+
+class VisionTower {
+  readonly tower: Tower;
+  private positionEmbedding?: Float32Array;
+
+  constructor(readonly config: AltCLIPVisionConfig, private readonly weights: Weights, options: ModelOptions,
+    source: string, private readonly prefix: string, projectionDim?: number) {
+    this.tower = new Tower('vision', (g, v) => buildVisionGraph(g, config, v, { prefix, projectionDim }),
+      weights, options, source);
+  }
+
+  async run(inputs: VisionInputs, flags: OutputFlags, extra: string[] = []): Promise<[TowerOutput, Record<string, Tensor>]> {
+    const pixelValues = checkPixelValues(inputs, this.config);
+    const full = Boolean(flags.outputHiddenStates || flags.outputAttentions);
+    const interpolate = Boolean(inputs.interpolatePosEncoding);
+    const feeds: Record<string, Tensor> = { pixel_values: pixelValues };
+    if (interpolate) {
+      this.positionEmbedding ??= this.weights.readFloat32(`${this.prefix}.embeddings.position_embedding.weight`);
+      const [, , height, width] = pixelValues.dims as number[];
+      feeds.position_embeddings = interpolatePositionEmbeddings(this.positionEmbedding, this.config, height!, width!);
+    }
+    const layers = this.config.numHiddenLayers;
+    const out = await this.tower.run({ full, interpolate }, feeds,
+      fetchList(['last_hidden_state', 'pooler_output', ...extra], layers, flags));
+    return [towerOutput(out, layers, flags), out];
+  }
+}
+
+/** Tensors in the checkpoint that transformers neither loads nor warns about. */
+const IGNORED_KEYS = [/(^|\.)position_ids$/, /(^|\.)token_type_ids$/];
+
+function warnUnused(weights: Weights, used: Set<string>, source: string, className: string): void {
+  const unused = [...weights.tensors.keys()].filter((k) => !used.has(k) && !IGNORED_KEYS.some((r) => r.test(k)));
+  if (unused.length) {
+    process.emitWarning(`Some weights of the model checkpoint at ${source} were not used when initializing `
+      + `${className}: ${unused.slice(0, 20).join(', ')}${unused.length > 20 ? `, ... (${unused.length} in all)` : ''}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export class AltCLIPModel {
+  private readonly text: TextTower;
+  private readonly vision: VisionTower;
+  private readonly logitScale: number;
+
+  private constructor(readonly config: AltCLIPConfig, weights: Weights, options: ModelOptions, source: string) {
+    this.text = new TextTower(config.textConfig, weights, options, source, 'text_model', config.projectionDim);
+    this.vision = new VisionTower(config.visionConfig, weights, options, source, 'vision_model', config.projectionDim);
+    if (!weights.tensors.has('logit_scale')) throw new Error(`${source}: the weights do not match the config:\n  missing weight logit_scale`);
+    this.logitScale = weights.readFloat32('logit_scale')[0]!;
+    const used = new Set(['logit_scale']);
+    for (const g of [this.text.tower.check({ full: false }), this.vision.tower.check({ full: false })]) {
+      for (const k of g.initializers.keys()) used.add(k);
+    }
+    warnUnused(weights, used, source, 'AltCLIPModel');
+  }
+
+  static async fromPretrained(pathOrRepoId: string, options: ModelOptions = {}): Promise<AltCLIPModel> {
+    const config = await AltCLIPConfig.fromPretrained(pathOrRepoId, options);
+    const weights = await loadWeights(pathOrRepoId, options);
+    const model = new AltCLIPModel(config, weights, options, pathOrRepoId);
+    await Promise.all([model.text.tower.session({ full: false }), model.vision.tower.session({ full: false })]);
+    return model;
+  }
+
+  /** exp(logit_scale), the temperature applied to the cosine similarities. */
+  get logitScaleExp(): number {
+    return Math.exp(this.logitScale);
+  }
+
+  /** AltCLIPModel.get_text_features: text_projection(pooler_output), not normalised. */
+  async getTextFeatures(inputs: TextInputs): Promise<Tensor> {
+    const [, out] = await this.text.run(inputs, {}, ['text_features']);
+    return out.text_features!;
+  }
+
+  /** AltCLIPModel.get_image_features: visual_projection(pooler_output), not normalised. */
+  async getImageFeatures(inputs: VisionInputs): Promise<Tensor> {
+    const [, out] = await this.vision.run(inputs, {}, ['image_features']);
+    return out.image_features!;
+  }
+
+  async forward(inputs: Partial<TextInputs> & Partial<VisionInputs> & OutputFlags & { returnLoss?: boolean }): Promise<AltCLIPOutput> {
+    if (!inputs.inputIds || !inputs.pixelValues) {
+      throw new Error('AltCLIPModel.forward needs both inputIds and pixelValues (as in transformers); '
+        + 'use getTextFeatures / getImageFeatures, or AltCLIPTextModel / AltCLIPVisionModel, for one tower');
+    }
+    const flags = { outputHiddenStates: inputs.outputHiddenStates, outputAttentions: inputs.outputAttentions };
+    if (inputs.returnLoss && inputs.inputIds.dims[0] !== inputs.pixelValues.dims[0]) {
+      throw new Error(`returnLoss needs as many texts as images, got ${inputs.inputIds.dims[0]} texts and ${inputs.pixelValues.dims[0]} images`);
+    }
+    const [visionModelOutput, v] = await this.vision.run(inputs as VisionInputs, flags, ['image_features']);
+    const [textModelOutput, t] = await this.text.run(inputs as TextInputs, flags, ['text_features']);
+
+    const imageEmbeds = normalize(v.image_features!);
+    const textEmbeds = normalize(t.text_features!);
+    const logitsPerText = matmulT(textEmbeds, imageEmbeds, Math.fround(Math.exp(this.logitScale)));
+    const logitsPerImage = transpose(logitsPerText);
+    const output: AltCLIPOutput = { logitsPerImage, logitsPerText, textEmbeds, imageEmbeds, textModelOutput, visionModelOutput };
+    if (inputs.returnLoss) {
+      const loss = (contrastiveLoss(logitsPerText) + contrastiveLoss(logitsPerImage)) / 2;
+      output.loss = new Tensor('float32', Float32Array.of(loss), []);
+    }
+    return output;
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all([this.text.tower.dispose(), this.vision.tower.dispose()]);
+  }
+}
+
+/** AltCLIPTextModel: the text tower alone, from its own folder or from a full AltCLIP checkpoint. */
+export class AltCLIPTextModel {
+  private readonly text: TextTower;
+
+  private constructor(readonly config: AltCLIPTextConfig, weights: Weights, options: ModelOptions, source: string) {
+    const prefix = weights.tensors.has('text_model.roberta.embeddings.word_embeddings.weight') ? 'text_model' : '';
+    this.text = new TextTower(config, weights, options, source, prefix);
+    this.text.tower.check({ full: false });
+  }
+
+  static async fromPretrained(pathOrRepoId: string, options: ModelOptions = {}): Promise<AltCLIPTextModel> {
+    const config = await AltCLIPTextConfig.fromPretrained(pathOrRepoId, options);
+    const weights = await loadWeights(pathOrRepoId, options);
+    const model = new AltCLIPTextModel(config, weights, options, pathOrRepoId);
+    await model.text.tower.session({ full: false });
+    return model;
+  }
+
+  async forward(inputs: TextInputs & OutputFlags): Promise<TowerOutput> {
+    return (await this.text.run(inputs, inputs))[0];
+  }
+
+  async dispose(): Promise<void> {
+    await this.text.tower.dispose();
+  }
+}
+
+/** AltCLIPVisionModel: the vision tower alone (its checkpoint keys keep the vision_model. prefix). */
+export class AltCLIPVisionModel {
+  private readonly vision: VisionTower;
+
+  private constructor(readonly config: AltCLIPVisionConfig, weights: Weights, options: ModelOptions, source: string) {
+    this.vision = new VisionTower(config, weights, options, source, 'vision_model');
+    this.vision.tower.check({ full: false });
+  }
+
+  static async fromPretrained(pathOrRepoId: string, options: ModelOptions = {}): Promise<AltCLIPVisionModel> {
+    const config = await AltCLIPVisionConfig.fromPretrained(pathOrRepoId, options);
+    const weights = await loadWeights(pathOrRepoId, options);
+    const model = new AltCLIPVisionModel(config, weights, options, pathOrRepoId);
+    await model.vision.tower.session({ full: false });
+    return model;
+  }
+
+  async forward(inputs: VisionInputs & OutputFlags): Promise<TowerOutput> {
+    return (await this.vision.run(inputs, inputs))[0];
+  }
+
+  async dispose(): Promise<void> {
+    await this.vision.tower.dispose();
+  }
+}

@@ -1,0 +1,302 @@
+// AltCLIP as ONNX graphs, block by block in the order of transformers' modeling_altclip.py (4.40.2).
+// Each function takes the checkpoint prefix of its module, so the tensor names below are exactly the
+// checkpoint's (`text_model.roberta.encoder.layer.0.attention.self.query.weight`, ...).
+//
+// Layout: between blocks the hidden states are 2-D [batch * seq, hidden] (Linear = one Gemm on the
+// [out, in] weight); attention reshapes to [batch, heads, seq, head_dim] and back.
+import type { AltCLIPTextConfig, AltCLIPVisionConfig } from '../config.js';
+import { DataType, GraphBuilder } from '../onnx/graph.js';
+import { activation, layerNorm, linear, type LinearOptions } from '../onnx/nn.js';
+
+const FLOAT32_MIN = -3.4028234663852886e38; // torch.finfo(torch.float32).min
+
+/** Which optional outputs a graph exposes (each variant is its own graph and session). */
+export interface GraphVariant {
+  /** hidden_states.<i> and attentions.<i> outputs (output_hidden_states / output_attentions). */
+  full: boolean;
+  /** Vision only: position embeddings come as an input (interpolate_pos_encoding). */
+  interpolate?: boolean;
+  /** Linear layers on int8 weights. */
+  quantized?: boolean;
+}
+
+/** Shape tensors shared by every layer of one tower. */
+interface Dims {
+  /** [batch, seq, heads, head_dim] for splitting heads. */
+  heads: string;
+  /** [batch, seq, hidden] for 3-D outputs. */
+  seqHidden: string;
+  /** [-1, hidden] for flattening back to 2-D. */
+  flat: string;
+}
+
+function makeDims(g: GraphBuilder, batchSeq: string, heads: number, hidden: number): Dims {
+  return {
+    heads: g.node('Concat', [batchSeq, g.constInt64([heads, hidden / heads])], { axis: 0 }),
+    seqHidden: g.node('Concat', [batchSeq, g.constInt64([hidden])], { axis: 0 }),
+    flat: g.constInt64([-1, hidden]),
+  };
+}
+
+/** [N, hidden] -> [batch, heads, seq, head_dim] (transpose_for_scores); `keyT` gives [.., head_dim, seq]. */
+function splitHeads(g: GraphBuilder, x: string, dims: Dims, keyT = false): string {
+  const perm = keyT ? [0, 2, 3, 1] : [0, 2, 1, 3];
+  return g.node('Transpose', [g.node('Reshape', [x, dims.heads])], { perm });
+}
+
+/** [batch, heads, seq, head_dim] -> [N, hidden]. */
+function mergeHeads(g: GraphBuilder, x: string, dims: Dims): string {
+  return g.node('Reshape', [g.node('Transpose', [x], { perm: [0, 2, 1, 3] }), dims.flat]);
+}
+
+function to3d(g: GraphBuilder, x: string, dims: Dims): string {
+  return g.node('Reshape', [x, dims.seqHidden]);
+}
+
+// =============================================================================================
+// Text tower: XLM-RoBERTa (AltRoberta*) + pre_LN + transformation (AltCLIPTextModel)
+
+interface TextContext {
+  g: GraphBuilder;
+  config: AltCLIPTextConfig;
+  dims: Dims;
+  lin: LinearOptions;
+  /** [batch, 1, 1, seq]: 0 where attended, finfo.min where masked. */
+  extendedAttentionMask: string;
+  attentions: string[];
+}
+
+/** create_position_ids_from_input_ids: cumsum(ids != pad) * (ids != pad) + padding_idx. */
+function createPositionIdsFromInputIds(g: GraphBuilder, inputIds: string, paddingIdx: number): string {
+  const mask = g.node('Cast', [g.node('Not', [g.node('Equal', [inputIds, g.constInt64([paddingIdx], [])])])],
+    { to: DataType.INT64 });
+  const incremental = g.node('Mul', [g.node('CumSum', [mask, g.constInt64([1], [])]), mask]);
+  return g.node('Add', [incremental, g.constInt64([paddingIdx], [])]);
+}
+
+/** AltRobertaEmbeddings: LayerNorm(word + token_type + position); token_type_ids are all zeros. */
+function altRobertaEmbeddings(ctx: TextContext, p: string, inputIds: string): string {
+  const { g, config: c } = ctx;
+  const H = c.hiddenSize;
+  const positionIds = createPositionIdsFromInputIds(g, inputIds, c.padTokenId);
+  const inputsEmbeds = g.node('Gather', [g.weight(`${p}.word_embeddings.weight`, [c.vocabSize, H]), inputIds]);
+  const tokenType = g.node('Gather', [g.weight(`${p}.token_type_embeddings.weight`, [c.typeVocabSize, H]),
+    g.constInt64([0], [])]);
+  let embeddings = g.node('Add', [inputsEmbeds, tokenType]);
+  const positions = g.node('Gather', [g.weight(`${p}.position_embeddings.weight`, [c.maxPositionEmbeddings, H]), positionIds]);
+  embeddings = g.node('Add', [embeddings, positions]);
+  embeddings = g.node('Reshape', [embeddings, ctx.dims.flat]);
+  return layerNorm(g, embeddings, `${p}.LayerNorm`, H, c.layerNormEps);
+}
+
+/** AltRobertaSelfAttention: softmax(q k^T / sqrt(d) + mask) v. */
+function altRobertaSelfAttention(ctx: TextContext, p: string, x: string): string {
+  const { g, config: c, dims } = ctx;
+  const H = c.hiddenSize;
+  const query = splitHeads(g, linear(g, x, `${p}.query`, H, H, true, ctx.lin), dims);
+  const keyT = splitHeads(g, linear(g, x, `${p}.key`, H, H, true, ctx.lin), dims, true);
+  const value = splitHeads(g, linear(g, x, `${p}.value`, H, H, true, ctx.lin), dims);
+  let scores = g.node('MatMul', [query, keyT]);
+  scores = g.node('Div', [scores, g.constFloat([Math.sqrt(H / c.numAttentionHeads)], [])]);
+  scores = g.node('Add', [scores, ctx.extendedAttentionMask]);
+  const probs = g.node('Softmax', [scores], { axis: -1 });
+  ctx.attentions.push(probs);
+  return mergeHeads(g, g.node('MatMul', [probs, value]), dims);
+}
+
+/** AltRobertaSelfOutput / AltRobertaOutput: LayerNorm(dense(h) + input). */
+function altRobertaOutput(ctx: TextContext, p: string, h: string, input: string, inFeatures: number): string {
+  const { g, config: c } = ctx;
+  const dense = linear(g, h, `${p}.dense`, inFeatures, c.hiddenSize, true, ctx.lin);
+  return layerNorm(g, g.node('Add', [dense, input]), `${p}.LayerNorm`, c.hiddenSize, c.layerNormEps);
+}
+
+/** AltRobertaLayer: attention (self + output), intermediate (dense + act), output. */
+function altRobertaLayer(ctx: TextContext, p: string, x: string): string {
+  const { g, config: c } = ctx;
+  const selfOutput = altRobertaSelfAttention(ctx, `${p}.attention.self`, x);
+  const attentionOutput = altRobertaOutput(ctx, `${p}.attention.output`, selfOutput, x, c.hiddenSize);
+  const intermediate = activation(c.hiddenAct, 'text_config.hidden_act')(g,
+    linear(g, attentionOutput, `${p}.intermediate.dense`, c.hiddenSize, c.intermediateSize, true, ctx.lin));
+  return altRobertaOutput(ctx, `${p}.output`, intermediate, attentionOutput, c.intermediateSize);
+}
+
+export interface TextGraphOptions {
+  /** Checkpoint prefix of the text tower: "text_model" in AltCLIPModel, "" standalone. */
+  prefix: string;
+  /** projection_dim when `text_projection` (AltCLIPModel) is part of the graph. */
+  projectionDim?: number;
+}
+
+/**
+ * AltCLIPTextModel (+ AltCLIPModel.text_projection): inputs input_ids, attention_mask [batch, seq]
+ * int64; outputs last_hidden_state [batch, seq, project_dim], pooler_output [batch, project_dim],
+ * text_features [batch, projection_dim], hidden_states.<i>, attentions.<i>.
+ */
+export function buildTextGraph(g: GraphBuilder, config: AltCLIPTextConfig, variant: GraphVariant,
+  options: TextGraphOptions): void {
+  const p = options.prefix ? `${options.prefix}.` : '';
+  const H = config.hiddenSize;
+  const inputIds = g.input('input_ids', DataType.INT64, ['batch', 'sequence']);
+  const attentionMask = g.input('attention_mask', DataType.INT64, ['batch', 'sequence']);
+  const batchSeq = g.node('Shape', [inputIds]);
+
+  // get_extended_attention_mask: (1 - mask[:, None, None, :]) * finfo(float32).min
+  const maskF = g.node('Cast', [attentionMask], { to: DataType.FLOAT });
+  const inverted = g.node('Sub', [g.constFloat([1], []), g.node('Unsqueeze', [maskF, g.constInt64([1, 2])])]);
+  const ctx: TextContext = {
+    g, config,
+    dims: makeDims(g, batchSeq, config.numAttentionHeads, H),
+    lin: { quantized: variant.quantized },
+    extendedAttentionMask: g.node('Mul', [inverted, g.constFloat([FLOAT32_MIN], [])]),
+    attentions: [],
+  };
+
+  // AltRobertaModel: embeddings, then the encoder (no pooler: add_pooling_layer=False)
+  let hidden = altRobertaEmbeddings(ctx, `${p}roberta.embeddings`, inputIds);
+  const hiddenStates = [hidden];
+  for (let i = 0; i < config.numHiddenLayers; i++) {
+    hidden = altRobertaLayer(ctx, `${p}roberta.encoder.layer.${i}`, hidden);
+    hiddenStates.push(hidden);
+  }
+
+  // AltCLIPTextModel: pre_LN over the whole sequence, transformation to project_dim, pooler = row 0
+  const projectionState = linear(g, layerNorm(g, hidden, `${p}pre_LN`, H, config.layerNormEps),
+    `${p}transformation`, H, config.projectDim, true, ctx.lin);
+  const lastHiddenState = g.node('Reshape', [projectionState,
+    g.node('Concat', [batchSeq, g.constInt64([config.projectDim])], { axis: 0 })]);
+  const poolerOutput = g.node('Gather', [lastHiddenState, g.constInt64([0], [])], { axis: 1 });
+  g.output(lastHiddenState, 'last_hidden_state', DataType.FLOAT, ['batch', 'sequence', config.projectDim]);
+  g.output(poolerOutput, 'pooler_output', DataType.FLOAT, ['batch', config.projectDim]);
+
+  if (options.projectionDim !== undefined) {
+    // AltCLIPModel.get_text_features: text_projection(pooler_output), no bias
+    const features = linear(g, poolerOutput, 'text_projection', config.projectDim, options.projectionDim, false, ctx.lin);
+    g.output(features, 'text_features', DataType.FLOAT, ['batch', options.projectionDim]);
+  }
+  if (variant.full) {
+    hiddenStates.forEach((h, i) => g.output(to3d(g, h, ctx.dims), `hidden_states.${i}`, DataType.FLOAT, ['batch', 'sequence', H]));
+    ctx.attentions.forEach((a, i) => g.output(a, `attentions.${i}`, DataType.FLOAT,
+      ['batch', config.numAttentionHeads, 'sequence', 'sequence']));
+  }
+}
+
+// =============================================================================================
+// Vision tower: CLIP ViT (AltCLIPVisionEmbeddings, AltCLIPEncoder, AltCLIPVisionTransformer)
+
+interface VisionContext {
+  g: GraphBuilder;
+  config: AltCLIPVisionConfig;
+  dims: Dims;
+  lin: LinearOptions;
+  attentions: string[];
+}
+
+/**
+ * AltCLIPVisionEmbeddings: patch conv (no bias), class token prepended, position embeddings added
+ * (the interpolated ones, fed as an input, with interpolate_pos_encoding).
+ */
+function altCLIPVisionEmbeddings(g: GraphBuilder, c: AltCLIPVisionConfig, p: string, pixelValues: string,
+  batch: string, interpolate: boolean): { embeddings: string; tokens: string } {
+  const H = c.hiddenSize;
+  const P = c.patchSize;
+  const patchEmbeds = g.node('Conv', [pixelValues, g.weight(`${p}.patch_embedding.weight`, [H, c.numChannels, P, P])],
+    { kernel_shape: [P, P], strides: [P, P] });
+  // [batch, hidden, gh, gw] -> flatten(2) -> transpose(1, 2) -> [batch, gh*gw, hidden]
+  const flat = g.node('Transpose', [g.node('Reshape', [patchEmbeds, g.constInt64([0, H, -1])])], { perm: [0, 2, 1] });
+  const classEmbeds = g.node('Expand', [
+    g.node('Reshape', [g.weight(`${p}.class_embedding`, [H]), g.constInt64([1, 1, H])]),
+    g.node('Concat', [batch, g.constInt64([1, H])], { axis: 0 }),
+  ]);
+  const embeddings = g.node('Concat', [classEmbeds, flat], { axis: 1 });
+  const positions = interpolate
+    ? g.input('position_embeddings', DataType.FLOAT, [1, 'tokens', H])
+    : g.weight(`${p}.position_embedding.weight`, [c.gridSize * c.gridSize + 1, H]);
+  const withPositions = g.node('Add', [embeddings, positions]);
+  return { embeddings: withPositions, tokens: g.node('Slice', [g.node('Shape', [withPositions]), g.constInt64([1]), g.constInt64([2])]) };
+}
+
+/** AltCLIPAttention: softmax((q * scale) k^T) v, out_proj. */
+function altCLIPAttention(ctx: VisionContext, p: string, x: string): string {
+  const { g, config: c, dims } = ctx;
+  const H = c.hiddenSize;
+  const scale = (H / c.numAttentionHeads) ** -0.5;
+  const query = g.node('Mul', [linear(g, x, `${p}.q_proj`, H, H, true, ctx.lin), g.constFloat([scale], [])]);
+  const keyT = splitHeads(g, linear(g, x, `${p}.k_proj`, H, H, true, ctx.lin), dims, true);
+  const value = splitHeads(g, linear(g, x, `${p}.v_proj`, H, H, true, ctx.lin), dims);
+  const probs = g.node('Softmax', [g.node('MatMul', [splitHeads(g, query, dims), keyT])], { axis: -1 });
+  ctx.attentions.push(probs);
+  return linear(g, mergeHeads(g, g.node('MatMul', [probs, value]), dims), `${p}.out_proj`, H, H, true, ctx.lin);
+}
+
+/** AltCLIPMLP: fc2(act(fc1(x))). */
+function altCLIPMLP(ctx: VisionContext, p: string, x: string): string {
+  const { g, config: c } = ctx;
+  const h = activation(c.hiddenAct, 'vision_config.hidden_act')(g,
+    linear(g, x, `${p}.fc1`, c.hiddenSize, c.intermediateSize, true, ctx.lin));
+  return linear(g, h, `${p}.fc2`, c.intermediateSize, c.hiddenSize, true, ctx.lin);
+}
+
+/** AltCLIPEncoderLayer: pre-LN residual blocks. */
+function altCLIPEncoderLayer(ctx: VisionContext, p: string, x: string): string {
+  const { g, config: c } = ctx;
+  let residual = x;
+  let h = altCLIPAttention(ctx, `${p}.self_attn`, layerNorm(g, x, `${p}.layer_norm1`, c.hiddenSize, c.layerNormEps));
+  h = g.node('Add', [residual, h]);
+  residual = h;
+  h = altCLIPMLP(ctx, `${p}.mlp`, layerNorm(g, h, `${p}.layer_norm2`, c.hiddenSize, c.layerNormEps));
+  return g.node('Add', [residual, h]);
+}
+
+export interface VisionGraphOptions {
+  /** Checkpoint prefix of the vision tower: "vision_model" (in AltCLIPModel and standalone). */
+  prefix: string;
+  /** projection_dim when `visual_projection` (AltCLIPModel) is part of the graph. */
+  projectionDim?: number;
+}
+
+/**
+ * AltCLIPVisionTransformer (+ AltCLIPModel.visual_projection): input pixel_values [batch, C, H, W]
+ * (and position_embeddings [1, tokens, hidden] when interpolating); outputs last_hidden_state,
+ * pooler_output, image_features, hidden_states.<i>, attentions.<i>.
+ */
+export function buildVisionGraph(g: GraphBuilder, config: AltCLIPVisionConfig, variant: GraphVariant,
+  options: VisionGraphOptions): void {
+  const p = options.prefix ? `${options.prefix}.` : '';
+  const H = config.hiddenSize;
+  const size: (number | string)[] = variant.interpolate ? ['height', 'width'] : [config.imageSize, config.imageSize];
+  const pixelValues = g.input('pixel_values', DataType.FLOAT, ['batch', config.numChannels, ...size]);
+  const batch = g.node('Slice', [g.node('Shape', [pixelValues]), g.constInt64([0]), g.constInt64([1])]);
+
+  const { embeddings, tokens } = altCLIPVisionEmbeddings(g, config, `${p}embeddings`, pixelValues, batch,
+    variant.interpolate ?? false);
+  const ctx: VisionContext = {
+    g, config,
+    dims: makeDims(g, g.node('Concat', [batch, tokens], { axis: 0 }), config.numAttentionHeads, H),
+    lin: { quantized: variant.quantized },
+    attentions: [],
+  };
+
+  let hidden = layerNorm(g, g.node('Reshape', [embeddings, ctx.dims.flat]), `${p}pre_layrnorm`, H, config.layerNormEps);
+  const hiddenStates = [hidden];
+  for (let i = 0; i < config.numHiddenLayers; i++) {
+    hidden = altCLIPEncoderLayer(ctx, `${p}encoder.layers.${i}`, hidden);
+    hiddenStates.push(hidden);
+  }
+  const lastHiddenState = to3d(g, hidden, ctx.dims);
+  const pooledOutput = layerNorm(g, g.node('Gather', [lastHiddenState, g.constInt64([0], [])], { axis: 1 }),
+    `${p}post_layernorm`, H, config.layerNormEps);
+  g.output(lastHiddenState, 'last_hidden_state', DataType.FLOAT, ['batch', 'tokens', H]);
+  g.output(pooledOutput, 'pooler_output', DataType.FLOAT, ['batch', H]);
+
+  if (options.projectionDim !== undefined) {
+    // AltCLIPModel.get_image_features: visual_projection(pooler_output), no bias
+    const features = linear(g, pooledOutput, 'visual_projection', H, options.projectionDim, false, ctx.lin);
+    g.output(features, 'image_features', DataType.FLOAT, ['batch', options.projectionDim]);
+  }
+  if (variant.full) {
+    hiddenStates.forEach((h, i) => g.output(to3d(g, h, ctx.dims), `hidden_states.${i}`, DataType.FLOAT, ['batch', 'tokens', H]));
+    ctx.attentions.forEach((a, i) => g.output(a, `attentions.${i}`, DataType.FLOAT,
+      ['batch', config.numAttentionHeads, 'tokens', 'tokens']));
+  }
+}

@@ -1,0 +1,160 @@
+// A small ONNX graph builder: values are names, ops are method calls, weights are checkpoint
+// tensors referenced as external data (never copied into the graph).
+import { DataType, encodeModel, type AttributeValue, type Dim, type NodeData, type TensorData, type ValueInfo } from './proto.js';
+import type { TensorRef } from '../weights/index.js';
+
+const ONNX_DTYPE: Record<string, DataType> = {
+  F32: DataType.FLOAT, F16: DataType.FLOAT16, BF16: DataType.BFLOAT16, F64: DataType.DOUBLE,
+  I64: DataType.INT64, I32: DataType.INT32, I16: DataType.INT16, I8: DataType.INT8,
+  U8: DataType.UINT8, U16: DataType.UINT16, U32: DataType.UINT32, U64: DataType.UINT64, BOOL: DataType.BOOL,
+};
+
+/** Extra tensors a graph may reference that are not in the checkpoint (e.g. quantized weights). */
+export interface WeightSource {
+  get(name: string): TensorRef | undefined;
+}
+
+export class GraphBuilder {
+  readonly nodes: NodeData[] = [];
+  readonly initializers = new Map<string, { ref: TensorRef; dataType: DataType }>();
+  readonly constants: TensorData[] = [];
+  readonly inputs: ValueInfo[] = [];
+  readonly outputs: ValueInfo[] = [];
+  /** Missing or mis-shaped weights, reported together once the graph is built. */
+  readonly problems: string[] = [];
+  private counter = 0;
+  private readonly cache = new Map<string, string>();
+
+  constructor(readonly name: string, private readonly weights: WeightSource) {}
+
+  private fresh(hint: string): string {
+    return `${hint}_${this.counter++}`;
+  }
+
+  input(name: string, elemType: DataType, dims: Dim[]): string {
+    this.inputs.push({ name, elemType, dims });
+    return name;
+  }
+
+  /** Exposes `value` as graph output `name`. */
+  output(value: string, name: string, elemType: DataType = DataType.FLOAT, dims: Dim[] = []): void {
+    this.node('Identity', [value], {}, { outputName: name });
+    this.outputs.push({ name, elemType, dims });
+  }
+
+  /** Adds one node; returns its (first) output's name. */
+  node(
+    opType: string,
+    inputs: string[],
+    attributes: Record<string, AttributeValue> = {},
+    options: { domain?: string; outputName?: string; outputs?: number } = {},
+  ): string {
+    return this.nodeMulti(opType, inputs, attributes, options)[0]!;
+  }
+
+  nodeMulti(
+    opType: string,
+    inputs: string[],
+    attributes: Record<string, AttributeValue> = {},
+    options: { domain?: string; outputName?: string; outputs?: number } = {},
+  ): string[] {
+    const name = this.fresh(opType);
+    const outputs = Array.from({ length: options.outputs ?? 1 }, (_, i) =>
+      i === 0 && options.outputName ? options.outputName : `${name}_out${i}`);
+    this.nodes.push({ opType, inputs, outputs, name, domain: options.domain, attributes });
+    return outputs;
+  }
+
+  /**
+   * The checkpoint tensor `name` as a float32 value, checked against `shape`. F16/BF16 weights
+   * are cast to float32 in the graph; the bytes stay in the checkpoint file.
+   */
+  weight(name: string, shape: number[]): string {
+    const cached = this.cache.get(name);
+    if (cached) return cached;
+    const ref = this.weights.get(name);
+    if (!ref) {
+      this.problems.push(`missing weight ${name} (expected shape [${shape}])`);
+    } else if (ref.shape.length !== shape.length || ref.shape.some((d, i) => d !== shape[i])) {
+      this.problems.push(`weight ${name} has shape [${ref.shape}], the config implies [${shape}]`);
+    } else if (!(ref.dtype in ONNX_DTYPE)) {
+      this.problems.push(`weight ${name} has dtype ${ref.dtype}, which cannot be used`);
+    } else {
+      const dataType = ONNX_DTYPE[ref.dtype]!;
+      this.initializers.set(name, { ref, dataType });
+      const value = dataType === DataType.FLOAT ? name : this.node('Cast', [name], { to: DataType.FLOAT });
+      this.cache.set(name, value);
+      return value;
+    }
+    // Keep building so that every problem is reported at once; the graph is never run.
+    const placeholder = this.constFloat([0], [1]);
+    this.cache.set(name, placeholder);
+    return placeholder;
+  }
+
+  /** A checkpoint tensor as stored (no cast): used for int8 weights and their scales. */
+  rawWeight(name: string): string {
+    const ref = this.weights.get(name);
+    if (!ref) throw new Error(`missing tensor ${name}`);
+    this.initializers.set(name, { ref, dataType: ONNX_DTYPE[ref.dtype]! });
+    return name;
+  }
+
+  constFloat(values: number[], dims: number[]): string {
+    const raw = new Uint8Array(new Float32Array(values).buffer);
+    return this.constant(DataType.FLOAT, raw, dims);
+  }
+
+  constInt64(values: number[], dims: number[] = [values.length]): string {
+    const raw = new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer);
+    return this.constant(DataType.INT64, raw, dims);
+  }
+
+  private constant(dataType: DataType, raw: Uint8Array, dims: number[]): string {
+    const key = `${dataType}:${dims}:${Buffer.from(raw).toString('base64')}`;
+    const cached = this.cache.get(key);
+    if (cached) return cached;
+    const name = this.fresh('const');
+    this.constants.push({ name, dataType, dims, raw });
+    this.cache.set(key, name);
+    return name;
+  }
+
+  /** Throws one error listing every missing / mis-shaped weight. */
+  assertComplete(source: string): void {
+    if (this.problems.length) {
+      throw new Error(`${source}: the weights do not match the config:\n  ${this.problems.join('\n  ')}`);
+    }
+  }
+
+  /** Files whose bytes the graph references. */
+  referencedFiles(): string[] {
+    return [...new Set([...this.initializers.values()].filter((i) => !i.ref.data).map((i) => i.ref.file))];
+  }
+
+  /** Serialises the graph; `locationOf(file)` gives each weight file's path relative to the .onnx. */
+  encode(locationOf: (file: string) => string, opsets: Record<string, number>): Uint8Array {
+    const initializers: TensorData[] = [...this.initializers.entries()].map(([name, { ref, dataType }]) => ({
+      name,
+      dataType,
+      dims: ref.shape,
+      ...(ref.data
+        ? { raw: ref.data }
+        : { external: { location: locationOf(ref.file), offset: ref.offset, length: ref.byteLength } }),
+    }));
+    return encodeModel({
+      graph: {
+        name: this.name,
+        nodes: this.nodes,
+        initializers: [...this.constants, ...initializers],
+        inputs: this.inputs,
+        outputs: this.outputs,
+      },
+      opsets: Object.entries(opsets).map(([domain, version]) => ({ domain, version })),
+      producerName: 'altclip',
+      producerVersion: '0.1.0',
+    });
+  }
+}
+
+export { DataType };

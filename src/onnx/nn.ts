@@ -1,0 +1,81 @@
+// torch.nn building blocks as graph fragments. Activations are 2-D [tokens, features] between
+// blocks, so that Linear layers are single Gemm nodes on the checkpoint's [out, in] weights.
+import type { GraphBuilder } from './graph.js';
+
+export interface LinearOptions {
+  /** Quantized int8 weights: `${name}.weight` is replaced by DynamicQuantizeMatMul on the q8 tensors. */
+  quantized?: boolean;
+}
+
+/** nn.Linear(inFeatures, outFeatures, bias) on x [N, in]: the HF weight [out, in] is used as stored. */
+export function linear(g: GraphBuilder, x: string, prefix: string, inFeatures: number, outFeatures: number,
+  bias = true, options: LinearOptions = {}): string {
+  if (options.quantized) {
+    // com.microsoft.DynamicQuantizeMatMul(A float, B int8 [in, out], b_scale [out], b_zero_point [out], bias)
+    const inputs = [x, g.rawWeight(`${prefix}.weight.q8`), g.rawWeight(`${prefix}.weight.q8_scale`),
+      g.rawWeight(`${prefix}.weight.q8_zero_point`)];
+    if (bias) inputs.push(g.weight(`${prefix}.bias`, [outFeatures]));
+    return g.node('DynamicQuantizeMatMul', inputs, {}, { domain: 'com.microsoft' });
+  }
+  const inputs = [x, g.weight(`${prefix}.weight`, [outFeatures, inFeatures])];
+  if (bias) inputs.push(g.weight(`${prefix}.bias`, [outFeatures]));
+  return g.node('Gemm', inputs, { transB: 1 });
+}
+
+/** nn.LayerNorm(features, eps) over the last axis. */
+export function layerNorm(g: GraphBuilder, x: string, prefix: string, features: number, eps: number): string {
+  return g.node('LayerNormalization', [x, g.weight(`${prefix}.weight`, [features]), g.weight(`${prefix}.bias`, [features])],
+    { axis: -1, epsilon: { float: eps } });
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+function geluErf(g: GraphBuilder, x: string): string {
+  // x * 0.5 * (1 + erf(x / sqrt(2)))  (torch.nn.functional.gelu, approximate="none")
+  const erf = g.node('Erf', [g.node('Div', [x, g.constFloat([Math.SQRT2], [])])]);
+  return g.node('Mul', [g.node('Mul', [x, g.constFloat([0.5], [])]), g.node('Add', [erf, g.constFloat([1], [])])]);
+}
+
+function geluTanh(g: GraphBuilder, x: string): string {
+  // 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))
+  const cube = g.node('Mul', [g.node('Mul', [x, x]), x]);
+  const inner = g.node('Mul', [g.node('Add', [x, g.node('Mul', [cube, g.constFloat([0.044715], [])])]),
+    g.constFloat([SQRT_2_OVER_PI], [])]);
+  const t = g.node('Add', [g.node('Tanh', [inner]), g.constFloat([1], [])]);
+  return g.node('Mul', [g.node('Mul', [x, g.constFloat([0.5], [])]), t]);
+}
+
+function sigmoidTimes(g: GraphBuilder, x: string, alpha: number): string {
+  const s = g.node('Sigmoid', [alpha === 1 ? x : g.node('Mul', [x, g.constFloat([alpha], [])])]);
+  return g.node('Mul', [x, s]);
+}
+
+/** transformers' ACT2FN, for the names a CLIP / RoBERTa config may carry. */
+export const ACT2FN: Record<string, (g: GraphBuilder, x: string) => string> = {
+  gelu: geluErf,
+  gelu_python: geluErf,
+  gelu_new: geluTanh,
+  gelu_fast: geluTanh,
+  gelu_accurate: geluTanh,
+  gelu_pytorch_tanh: geluTanh,
+  gelu_10: (g, x) => g.node('Clip', [geluErf(g, x), g.constFloat([-10], []), g.constFloat([10], [])]),
+  quick_gelu: (g, x) => sigmoidTimes(g, x, 1.702),
+  silu: (g, x) => sigmoidTimes(g, x, 1),
+  swish: (g, x) => sigmoidTimes(g, x, 1),
+  relu: (g, x) => g.node('Relu', [x]),
+  relu2: (g, x) => { const r = g.node('Relu', [x]); return g.node('Mul', [r, r]); },
+  relu6: (g, x) => g.node('Clip', [x, g.constFloat([0], []), g.constFloat([6], [])]),
+  leaky_relu: (g, x) => g.node('LeakyRelu', [x], { alpha: { float: 0.01 } }),
+  sigmoid: (g, x) => g.node('Sigmoid', [x]),
+  tanh: (g, x) => g.node('Tanh', [x]),
+  mish: (g, x) => g.node('Mul', [x, g.node('Tanh', [g.node('Softplus', [x])])]),
+  linear: (_g, x) => x,
+};
+
+export function activation(name: string, where: string): (g: GraphBuilder, x: string) => string {
+  const fn = ACT2FN[name];
+  if (!fn) {
+    throw new Error(`${where}: unsupported hidden_act ${JSON.stringify(name)} (supported: ${Object.keys(ACT2FN).join(', ')})`);
+  }
+  return fn;
+}

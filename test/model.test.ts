@@ -1,0 +1,237 @@
+// AltCLIPModel / AltCLIPTextModel / AltCLIPVisionModel against every model golden of the Python
+// reference: each hidden state, attention map, pooled output, embedding, logit and loss.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+
+import { AltCLIPModel, AltCLIPTextModel, AltCLIPVisionModel, interpolatePositionEmbeddings } from '../src/models/altclip.js';
+import { Tensor } from '../src/tensor.js';
+import { assertClose, FIXTURES, Goldens, printDiffTable, rows } from './helpers/goldens.js';
+
+const TOL = 1e-4; // the issue's bar; observed differences are printed at the end
+const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-graphs-'));
+const pixels = new Goldens(path.join(FIXTURES, 'image_processor', 'pixel_values.safetensors'));
+
+interface Combo {
+  name: string;
+  model_call: {
+    pixel_values: { concatenate_along_dim0: string[] };
+    return_loss?: boolean; output_hidden_states?: boolean; output_attentions?: boolean;
+  };
+}
+
+const CHECKPOINTS = [
+  { dir: 'tiny-altclip', goldens: 'tiny-altclip' },
+  { dir: 'tiny-altclip-bin', goldens: 'tiny-altclip' },
+  { dir: 'tiny-altclip-b', goldens: 'tiny-altclip-b' },
+];
+
+after(() => {
+  printDiffTable('max abs difference vs the reference, per tensor family:');
+  fs.rmSync(graphCacheDir, { recursive: true, force: true });
+});
+
+for (const { dir, goldens: goldenName } of CHECKPOINTS) {
+  const ckpt = path.join(FIXTURES, 'models', dir);
+  const index = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'goldens', `${goldenName}.json`), 'utf8'));
+  const g = new Goldens(path.join(FIXTURES, 'goldens', `${goldenName}.safetensors`));
+
+  describe(`AltCLIPModel ${dir}`, async () => {
+    const model = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir, threads: 1 });
+    after(() => model.dispose());
+
+    for (const combo of index.combos as Combo[]) {
+      it(`forward: ${combo.name}`, async () => {
+        const c = combo.name;
+        const call = combo.model_call;
+        const pixelValues = pixels.concat(call.pixel_values.concatenate_along_dim0);
+        const inputIds = g.get(`${c}/inputs/input_ids`);
+        const attentionMask = g.get(`${c}/inputs/attention_mask`);
+        const out = await model.forward({
+          inputIds, attentionMask, pixelValues,
+          returnLoss: call.return_loss, outputHiddenStates: call.output_hidden_states, outputAttentions: call.output_attentions,
+        });
+        const check = (t: Tensor | undefined, name: string, tol = TOL) => {
+          assert.ok(t, `${name} missing from the output`);
+          assertClose(t, g.get(name), tol, name);
+        };
+        for (const key of ['logits_per_image', 'logits_per_text', 'text_embeds', 'image_embeds'] as const) {
+          const camel = key.replace(/_(\w)/g, (_, ch: string) => ch.toUpperCase()) as 'logitsPerImage';
+          check(out[camel], `${c}/outputs/${key}`);
+        }
+        if (call.return_loss) check(out.loss, `${c}/outputs/loss`);
+        else assert.equal(out.loss, undefined);
+        for (const [tower, o] of [['text_model_output', out.textModelOutput], ['vision_model_output', out.visionModelOutput]] as const) {
+          check(o.lastHiddenState, `${c}/outputs/${tower}/last_hidden_state`);
+          check(o.poolerOutput, `${c}/outputs/${tower}/pooler_output`);
+          if (call.output_hidden_states) {
+            o.hiddenStates!.forEach((h, i) => check(h, `${c}/outputs/${tower}/hidden_states/${i}`));
+          } else {
+            assert.equal(o.hiddenStates, undefined);
+          }
+          if (call.output_attentions) {
+            assert.ok(o.attentions!.length > 0);
+            o.attentions!.forEach((a, i) => {
+              const name = `${c}/outputs/${tower}/attentions/${i}`;
+              if (g.has(name)) check(a, name, 1e-5);
+            });
+          }
+        }
+        // the float64 reference: where the exact values lie
+        for (const key of ['text_embeds', 'image_embeds', 'logits_per_image']) {
+          const exact = g.get(`${c}/fp64/${key}`);
+          const asF32 = new Tensor('float32', Float32Array.from(exact.data as Float64Array), exact.dims);
+          const camel = key.replace(/_(\w)/g, (_, ch: string) => ch.toUpperCase()) as 'logitsPerImage';
+          assertClose(out[camel], asF32, TOL, `${c}/fp64/${key}`);
+        }
+
+        check(await model.getTextFeatures({ inputIds, attentionMask }), `${c}/get_text_features`);
+        check(await model.getImageFeatures({ pixelValues }), `${c}/get_image_features`);
+      });
+    }
+
+    for (const edge of index.text_edge_cases as { name: string }[]) {
+      it(`text edge case: ${edge.name}`, async () => {
+        const c = edge.name;
+        const inputIds = g.get(`${c}/inputs/input_ids`);
+        const attentionMask = g.has(`${c}/inputs/attention_mask`) ? g.get(`${c}/inputs/attention_mask`) : undefined;
+        assertClose(await model.getTextFeatures({ inputIds, attentionMask }), g.get(`${c}/get_text_features`), TOL, `${c}/get_text_features`);
+      });
+    }
+  });
+
+  describe(`standalone towers ${dir}`, async () => {
+    // transformers loads AltCLIPTextModel from <ckpt>/text_model; we also load it from the full checkpoint
+    const textFromFolder = await AltCLIPTextModel.fromPretrained(path.join(ckpt, '..', goldenName, 'text_model'), { graphCacheDir });
+    const textFromFull = await AltCLIPTextModel.fromPretrained(ckpt, { graphCacheDir });
+    const vision = await AltCLIPVisionModel.fromPretrained(ckpt, { graphCacheDir });
+    after(() => Promise.all([textFromFolder.dispose(), textFromFull.dispose(), vision.dispose()]));
+
+    for (const combo of index.combos as Combo[]) {
+      it(`text and vision: ${combo.name}`, async () => {
+        const c = combo.name;
+        const inputIds = g.get(`${c}/inputs/input_ids`);
+        const attentionMask = g.get(`${c}/inputs/attention_mask`);
+        for (const text of [textFromFolder, textFromFull]) {
+          const out = await text.forward({ inputIds, attentionMask, outputHiddenStates: true });
+          assertClose(out.lastHiddenState, g.get(`${c}/standalone_text_model/last_hidden_state`), TOL, `${c}/standalone_text_model/last_hidden_state`);
+          assertClose(out.poolerOutput, g.get(`${c}/standalone_text_model/pooler_output`), TOL, `${c}/standalone_text_model/pooler_output`);
+          assert.equal(out.hiddenStates!.length, text.config.numHiddenLayers + 1);
+        }
+        for (const edge of index.text_edge_cases as { name: string }[]) {
+          const e = edge.name;
+          const out = await textFromFull.forward({
+            inputIds: g.get(`${e}/inputs/input_ids`),
+            attentionMask: g.has(`${e}/inputs/attention_mask`) ? g.get(`${e}/inputs/attention_mask`) : undefined,
+          });
+          assertClose(out.lastHiddenState, g.get(`${e}/text_model_output/last_hidden_state`), TOL, `${e}/text_model_output/last_hidden_state`);
+          assertClose(out.poolerOutput, g.get(`${e}/text_model_output/pooler_output`), TOL, `${e}/text_model_output/pooler_output`);
+        }
+        const pixelValues = pixels.concat(combo.model_call.pixel_values.concatenate_along_dim0);
+        const out = await vision.forward({ pixelValues });
+        assertClose(out.lastHiddenState, g.get(`${c}/standalone_vision_model/last_hidden_state`), TOL, `${c}/standalone_vision_model/last_hidden_state`);
+        assertClose(out.poolerOutput, g.get(`${c}/standalone_vision_model/pooler_output`), TOL, `${c}/standalone_vision_model/pooler_output`);
+      });
+    }
+  });
+}
+
+describe('interpolatePosEncoding', async () => {
+  const interp = new Goldens(path.join(FIXTURES, 'goldens', 'interpolate_pos_encoding.safetensors'));
+  const index = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'goldens', 'interpolate_pos_encoding.json'), 'utf8'));
+
+  for (const name of Object.keys(index.checkpoints)) {
+    const ckpt = path.join(FIXTURES, 'models', name);
+    const g = new Goldens(path.join(FIXTURES, 'goldens', `${name}.safetensors`));
+    for (const size of Object.keys(index.inputs)) {
+      it(`${name} at ${size}`, async () => {
+        const model = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir });
+        const vision = await AltCLIPVisionModel.fromPretrained(ckpt, { graphCacheDir });
+        try {
+          const pixelValues = interp.get(`inputs/${size}/pixel_values`);
+          const p = `${name}/${size}`;
+          await assert.rejects(model.getImageFeatures({ pixelValues }), /Input image size \(\d+\*\d+\) doesn't match model \(224\*224\)\./);
+          // the texts are batch3's first two ("a photo of a cat", "一张猫的照片 🐱"); extra padding does not
+          // change their outputs, attention to pads being exactly zero
+          const inputIds = rows(g.get('batch3/inputs/input_ids'), 0, 2);
+          const attentionMask = rows(g.get('batch3/inputs/attention_mask'), 0, 2);
+          const out = await model.forward({ inputIds, attentionMask, pixelValues, interpolatePosEncoding: true, outputHiddenStates: true });
+          for (const [key, t] of [['logits_per_image', out.logitsPerImage], ['image_embeds', out.imageEmbeds], ['text_embeds', out.textEmbeds],
+            ['vision_model_output/last_hidden_state', out.visionModelOutput.lastHiddenState],
+            ['vision_model_output/pooler_output', out.visionModelOutput.poolerOutput],
+            ['vision_model_output/hidden_states/0', out.visionModelOutput.hiddenStates![0]]] as const) {
+            assertClose(t!, interp.get(`${p}/${key}`), TOL, `${p}/${key}`);
+          }
+          assertClose(await model.getImageFeatures({ pixelValues, interpolatePosEncoding: true }), interp.get(`${p}/get_image_features`), TOL, `${p}/get_image_features`);
+          const standalone = await vision.forward({ pixelValues, interpolatePosEncoding: true });
+          assertClose(standalone.poolerOutput, interp.get(`${p}/standalone_vision_model/pooler_output`), TOL, `${p}/standalone_vision_model/pooler_output`);
+        } finally {
+          await Promise.all([model.dispose(), vision.dispose()]);
+        }
+      });
+    }
+  }
+
+  it('interpolated position table matches torch bicubic', async () => {
+    const { loadWeights } = await import('../src/weights/index.js');
+    const { AltCLIPVisionConfig } = await import('../src/config.js');
+    for (const name of Object.keys(index.checkpoints)) {
+      const ckpt = path.join(FIXTURES, 'models', name);
+      const config = await AltCLIPVisionConfig.fromPretrained(ckpt);
+      const table = (await loadWeights(ckpt)).readFloat32('vision_model.embeddings.position_embedding.weight');
+      for (const size of Object.keys(index.inputs)) {
+        const [, , h, w] = index.inputs[size].shape as number[];
+        const t = interpolatePositionEmbeddings(table, config, h!, w!);
+        assertClose(t, interp.get(`${name}/${size}/interpolated_position_embeddings`), 1e-5, `${name}/${size}/interpolated_position_embeddings`);
+      }
+      // at the trained size the stored table is used unchanged
+      const same = interpolatePositionEmbeddings(table, config, config.imageSize, config.imageSize);
+      assert.deepEqual(same.data, table);
+    }
+  });
+});
+
+describe('input errors', async () => {
+  const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
+  const model = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir });
+  after(() => model.dispose());
+  const ids = new Tensor('int64', BigInt64Array.from([0n, 100n, 2n]), [1, 3]);
+  const pix = (n: number, size = 224) => new Tensor('float32', new Float32Array(n * 3 * size * size), [n, 3, size, size]);
+
+  it('inputIds of the wrong rank', async () => {
+    await assert.rejects(model.getTextFeatures({ inputIds: new Tensor('int64', BigInt64Array.from([0n, 2n]), [2]) }),
+      /inputIds must have shape \[batch, sequence\], got \[2\]/);
+  });
+  it('attentionMask of another shape', async () => {
+    await assert.rejects(model.getTextFeatures({ inputIds: ids, attentionMask: new Tensor('int64', new BigInt64Array(2), [1, 2]) }),
+      /attentionMask has shape \[1,2\], inputIds \[1,3\]/);
+  });
+  it('ids outside the vocabulary', async () => {
+    await assert.rejects(model.getTextFeatures({ inputIds: new Tensor('int64', BigInt64Array.from([0n, 5000n]), [1, 2]) }),
+      /id 5000, outside the vocabulary \[0, 4002\)/);
+  });
+  it('pixelValues of another size without interpolatePosEncoding', async () => {
+    await assert.rejects(model.getImageFeatures({ pixelValues: pix(1, 160) }),
+      /Input image size \(160\*160\) doesn't match model \(224\*224\)\./);
+  });
+  it('pixelValues of the wrong rank or channels', async () => {
+    await assert.rejects(model.getImageFeatures({ pixelValues: new Tensor('float32', new Float32Array(3 * 4), [3, 4]) }),
+      /pixelValues must have shape \[batch, channels, height, width\]/);
+    await assert.rejects(model.getImageFeatures({ pixelValues: new Tensor('float32', new Float32Array(224 * 224), [1, 1, 224, 224]) }),
+      /has 1 channels; the model expects 3/);
+  });
+  it('returnLoss with unequal counts', async () => {
+    await assert.rejects(model.forward({ inputIds: ids, pixelValues: pix(2), returnLoss: true }),
+      /returnLoss needs as many texts as images, got 1 texts and 2 images/);
+  });
+  it('forward with one tower only', async () => {
+    await assert.rejects(model.forward({ inputIds: ids }), /needs both inputIds and pixelValues/);
+  });
+  it('int32 ids are accepted and give the int64 result', async () => {
+    const a = await model.getTextFeatures({ inputIds: ids });
+    const b = await model.getTextFeatures({ inputIds: new Tensor('int32', Int32Array.from([0, 100, 2]), [1, 3]) });
+    assert.deepEqual(a.data, b.data);
+  });
+});
