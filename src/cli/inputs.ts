@@ -1,0 +1,63 @@
+// Command-line inputs: image paths (folders expand to the images inside), URLs, texts files.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CliError } from './errors.js';
+
+/** File extensions taken from a folder (formats sharp decodes). */
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp', '.tif', '.tiff', '.avif', '.heic', '.heif']);
+
+export function isUrl(arg: string): boolean {
+  return /^https?:\/\//i.test(arg);
+}
+
+/**
+ * Image files and URLs, in order: a folder gives the images inside it (recursively, sorted by path;
+ * other files are ignored), a missing path is an error. Duplicates are dropped.
+ */
+export function expandImages(args: string[]): string[] {
+  const out = new Set<string>();
+  for (const arg of args) {
+    if (isUrl(arg)) {
+      out.add(arg);
+      continue;
+    }
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(arg);
+    } catch {
+      throw new CliError(`${arg}: no such file or folder`);
+    }
+    if (stat.isDirectory()) {
+      const found = imagesIn(arg);
+      if (found.length === 0) throw new CliError(`${arg}: folder holds no images (${[...IMAGE_EXTENSIONS].join(' ')})`);
+      for (const f of found) out.add(f);
+    } else {
+      out.add(arg);
+    }
+  }
+  return [...out];
+}
+
+function imagesIn(dir: string): string[] {
+  const entries = fs.readdirSync(dir, { recursive: true, encoding: 'utf8' });
+  return entries
+    .map((e) => path.join(dir, e))
+    .filter((p) => IMAGE_EXTENSIONS.has(path.extname(p).toLowerCase()) && fs.statSync(p).isFile())
+    .sort();
+}
+
+/** One text per line (UTF-8; a trailing \r is dropped; blank lines are skipped). */
+export function readTextsFile(file: string): string[] {
+  let content: string;
+  try {
+    content = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new CliError(`${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a texts file' : 'cannot be read'}`);
+  }
+  return content
+    .replace(/^\uFEFF/, '')
+    .split('\n')
+    .map((l) => l.replace(/\r$/, ''))
+    .filter((l) => l.trim() !== '');
+}

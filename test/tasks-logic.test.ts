@@ -1,0 +1,191 @@
+// Task logic against a small stand-in model whose embeddings are known exactly: softmax/sigmoid,
+// sorting, topK, templates and prompt ensembling, batching, the logit scale read off forward().
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Tensor } from '../src/tensor.js';
+import { embedImages, embedTexts, imageTextSimilarity, logitScale, pipeline, zeroShotImageClassification } from '../src/tasks/index.js';
+import type { AltCLIPParts, TaskModel, TaskProcessor } from '../src/tasks/index.js';
+
+const DIM = 4;
+const SCALE = 14.284855842590332;
+
+/** A fixed pseudo-random vector per string (not normalised). */
+function vectorOf(s: string): number[] {
+  let h = 2166136261;
+  for (const ch of s) h = Math.imul(h ^ ch.codePointAt(0)!, 16777619) >>> 0;
+  return Array.from({ length: DIM }, (_, k) => (((h >>> (k * 7)) % 97) - 40) / 10 + (k === 0 ? 3 : 0));
+}
+const unit = (v: number[]) => {
+  const n = Math.hypot(...v);
+  return v.map((x) => x / n);
+};
+const dot = (a: number[], b: number[]) => a.reduce((s, x, i) => s + x * b[i], 0);
+
+/** Stand-in: "input ids" are indices into a registry of strings, "pixels" encode the image's name. */
+function fake(): AltCLIPParts & { calls: { text: string[][]; images: number[] } } {
+  const registry: string[] = [];
+  const calls = { text: [] as string[][], images: [] as number[] };
+  const idOf = (s: string) => (registry.includes(s) ? registry.indexOf(s) : registry.push(s) - 1);
+  const features = (ids: Tensor) =>
+    new Tensor('float32', Float32Array.from([...(ids.data as BigInt64Array)].flatMap((id) => vectorOf(registry[Number(id)]))), [ids.dims[0], DIM]);
+  const processor: TaskProcessor = {
+    async process({ text, images }) {
+      const out: Awaited<ReturnType<TaskProcessor['process']>> = {};
+      if (text !== undefined) {
+        const list = typeof text === 'string' ? [text] : text;
+        calls.text.push(list);
+        out.inputIds = new Tensor('int64', BigInt64Array.from(list.map((t) => BigInt(idOf(`text:${t}`)))), [list.length, 1]);
+        out.attentionMask = new Tensor('int64', new BigInt64Array(list.length).fill(1n), [list.length, 1]);
+      }
+      if (images !== undefined) {
+        const list = Array.isArray(images) ? images : [images];
+        calls.images.push(list.length);
+        const names = list.map((im) => {
+          if (typeof im !== 'string') return 'image:<raw>';
+          if (im.includes('corrupt')) throw new Error(`${im}: unsupported image format`);
+          return `image:${im}`;
+        });
+        out.pixelValues = new Tensor('int64', BigInt64Array.from(names.map((n) => BigInt(idOf(n)))), [list.length, 1]);
+      }
+      return out;
+    },
+  };
+  const model: TaskModel = {
+    getTextFeatures: async ({ inputIds }) => features(inputIds),
+    getImageFeatures: async ({ pixelValues }) => features(pixelValues),
+    async forward({ inputIds, pixelValues }) {
+      const t = features(inputIds!);
+      const im = features(pixelValues!);
+      const rows = (x: Tensor) => Array.from({ length: x.dims[0] }, (_, i) => unit([...(x.data as Float32Array).subarray(i * DIM, (i + 1) * DIM)]));
+      const [tr, ir] = [rows(t), rows(im)];
+      const logits = ir.flatMap((a) => tr.map((b) => SCALE * dot(a, b)));
+      return {
+        logitsPerImage: new Tensor('float32', Float32Array.from(logits), [ir.length, tr.length]),
+        textEmbeds: new Tensor('float32', Float32Array.from(tr.flat()), [tr.length, DIM]),
+        imageEmbeds: new Tensor('float32', Float32Array.from(ir.flat()), [ir.length, DIM]),
+      };
+    },
+    dispose: async () => {},
+  };
+  return { model, processor, calls };
+}
+
+function expectedScores(image: string, texts: string[], multiLabel = false): number[] {
+  const iv = unit(vectorOf(`image:${image}`));
+  const logits = texts.map((t) => SCALE * dot(iv, unit(vectorOf(`text:${t}`))));
+  if (multiLabel) return logits.map((l) => 1 / (1 + Math.exp(-l)));
+  const m = Math.max(...logits);
+  const e = logits.map((l) => Math.exp(l - m));
+  return e.map((x) => x / e.reduce((a, b) => a + b));
+}
+
+function assertClose(actual: number, expected: number, tol: number, what: string) {
+  assert.ok(Math.abs(actual - expected) <= tol, `${what}: ${actual} vs ${expected} (diff ${Math.abs(actual - expected)})`);
+}
+
+describe('logitScale', () => {
+  test('is read off forward() to float32 precision and cached', async () => {
+    const clip = fake();
+    assertClose(await logitScale(clip), SCALE, SCALE * 1e-6, 'scale');
+    const before = clip.calls.text.length;
+    await logitScale(clip);
+    assert.equal(clip.calls.text.length, before);
+  });
+});
+
+describe('zeroShotImageClassification', () => {
+  const labels = ['a cat', '一只狗', 'a bird'];
+
+  test('softmax over the labels with the default template, sorted best first', async () => {
+    const clip = fake();
+    const result = await zeroShotImageClassification(clip, 'cat.jpg', labels);
+    assert.ok(clip.calls.text.some((b) => b.includes('This is a photo of 一只狗.')));
+    const expected = expectedScores('cat.jpg', labels.map((l) => `This is a photo of ${l}.`));
+    assert.equal(result.length, 3);
+    for (const { label, score } of result) assertClose(score, expected[labels.indexOf(label)], 1e-6, label);
+    assertClose(result.reduce((s, r) => s + r.score, 0), 1, 1e-9, 'sum');
+    for (let i = 1; i < result.length; i++) assert.ok(result[i - 1].score >= result[i].score);
+  });
+
+  test('one list per image for an array of images; topK keeps the best', async () => {
+    const clip = fake();
+    const all = await zeroShotImageClassification(clip, ['a.jpg', 'b.png', 'c.jpg'], labels, { batchSize: 2 });
+    const top = await zeroShotImageClassification(clip, ['a.jpg', 'b.png', 'c.jpg'], labels, { topK: 1 });
+    assert.equal(all.length, 3);
+    assert.deepEqual(top.map((r) => r.length), [1, 1, 1]);
+    assert.deepEqual(top.map((r) => r[0].label), all.map((r) => r[0].label));
+    assert.deepEqual(clip.calls.images.slice(0, 2), [2, 1]); // batches of 2 (then the logit-scale probe)
+  });
+
+  test('multiLabel: sigmoid of each logit', async () => {
+    const clip = fake();
+    const result = await zeroShotImageClassification(clip, 'a.jpg', labels, { multiLabel: true, hypothesisTemplate: '{}' });
+    const expected = expectedScores('a.jpg', labels, true);
+    for (const { label, score } of result) assertClose(score, expected[labels.indexOf(label)], 1e-6, label);
+  });
+
+  test('several templates: mean of the normalised text embeddings, renormalised', async () => {
+    const clip = fake();
+    const templates = ['a photo of {}', 'a drawing of {}', '{}!'];
+    const result = await zeroShotImageClassification(clip, 'a.jpg', labels, { hypothesisTemplate: templates });
+    const iv = unit(vectorOf('image:a.jpg'));
+    const logits = labels.map((l) => {
+      const mean = templates.map((t) => unit(vectorOf(`text:${t.replace('{}', l)}`))).reduce((a, v) => a.map((x, k) => x + v[k] / templates.length), [0, 0, 0, 0]);
+      return SCALE * dot(iv, unit(mean));
+    });
+    const e = logits.map((x) => Math.exp(x));
+    for (const { label, score } of result) assertClose(score, e[labels.indexOf(label)] / e.reduce((a, b) => a + b), 1e-6, label);
+  });
+
+  test('bad arguments are clear errors', async () => {
+    const clip = fake();
+    await assert.rejects(zeroShotImageClassification(clip, 'a.jpg', []), /no candidate labels/);
+    await assert.rejects(zeroShotImageClassification(clip, 'a.jpg', ['']), /empty/);
+    await assert.rejects(zeroShotImageClassification(clip, 'a.jpg', ['x'], { hypothesisTemplate: 'no slot' }), /has no \{\}/);
+    await assert.rejects(zeroShotImageClassification(clip, 'a.jpg', ['x'], { topK: 0 }), /topK/);
+    await assert.rejects(zeroShotImageClassification(clip, 'corrupt.jpg', ['x']), /corrupt\.jpg/);
+  });
+});
+
+describe('imageTextSimilarity', () => {
+  test('cosine of the embeddings and exp(logit_scale) * cosine', async () => {
+    const clip = fake();
+    const texts = ['a', 'b c', 'ü'];
+    const r = await imageTextSimilarity(clip, ['x.jpg', 'y.jpg'], texts);
+    ['x.jpg', 'y.jpg'].forEach((im, i) =>
+      texts.forEach((t, j) => {
+        const c = dot(unit(vectorOf(`image:${im}`)), unit(vectorOf(`text:${t}`)));
+        assertClose(r.cosine[i][j], c, 1e-6, `cos ${im} ${t}`);
+        assertClose(r.logitsPerImage[i][j], SCALE * c, 1e-5, `logit ${im} ${t}`);
+      }),
+    );
+  });
+});
+
+describe('embedImages / embedTexts', () => {
+  test('normalised by default, raw on request, in batches, with progress', async () => {
+    const clip = fake();
+    const texts = ['one', 'two', 'three', 'four', 'five'];
+    const progress: number[] = [];
+    const e = await embedTexts(clip, texts, { batchSize: 2, onProgress: (done) => progress.push(done) });
+    assert.deepEqual(e.dims, [5, DIM]);
+    assert.deepEqual(clip.calls.text.map((b) => b.length), [2, 2, 1]);
+    assert.deepEqual(progress, [2, 4, 5]);
+    texts.forEach((t, i) => unit(vectorOf(`text:${t}`)).forEach((x, k) => assertClose((e.data as Float32Array)[i * DIM + k], x, 1e-6, t)));
+    const raw = await embedImages(clip, ['p.png'], { normalize: false });
+    assert.deepEqual([...(raw.data as Float32Array)], vectorOf('image:p.png').map(Math.fround));
+    await assert.rejects(embedTexts(clip, texts, { batchSize: 0 }), /batchSize/);
+  });
+});
+
+describe('pipeline', () => {
+  test('binds a task to a loaded model', async () => {
+    const clip = fake();
+    const classify = await pipeline('zero-shot-image-classification', clip);
+    assert.equal(classify.task, 'zero-shot-image-classification');
+    assert.deepEqual(await classify('a.jpg', ['x', 'y']), await zeroShotImageClassification(clip, 'a.jpg', ['x', 'y']));
+    const embed = await pipeline('feature-extraction', clip);
+    assert.deepEqual((await embed(['x'])).dims, [1, DIM]);
+    await assert.rejects(pipeline('nope' as 'feature-extraction', clip), /unknown task/);
+  });
+});
