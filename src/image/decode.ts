@@ -1,0 +1,197 @@
+// Image loading: any ImageInput -> 8-bit pixels in the mode Pillow 9.4's Image.open gives
+// (L / LA / RGB / RGBA, as RawImage channels 1 / 2 / 3 / 4), then Image.convert("RGB").
+//
+// Decoding is sharp (libvips: libjpeg-turbo/mozjpeg, libspng, libwebp, libnsgif) plus bmp.ts.
+// What Pillow does and sharp would not do by default:
+// - no colour management: the stored values are returned (sharp would apply an embedded ICC
+//   profile; `ignoreIcc`),
+// - EXIF orientation is not applied (CLIPImageProcessor uses the pixels as stored); opt-in,
+// - 16-bit PNG: Pillow keeps the most significant byte ("RGB;16B", "LA;16B"), except 16-bit
+//   grayscale, which opens as mode "I" and whose convert("RGB") clips to 0..255 (i2rgb),
+// - CMYK JPEG: Pillow's naive cmyk2rgb, no profile.
+import * as fs from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import sharp, { type Sharp } from 'sharp';
+import { decodeBmp } from './bmp.js';
+import type { ImageInput, RawImage } from './types.js';
+
+export interface DecodeOptions {
+  /** Rotate/flip by the EXIF Orientation tag (default false: pixels as stored, like the reference). */
+  applyExifOrientation?: boolean;
+  /**
+   * Refuse images with more pixels than this, from the header, before decoding (default
+   * 89,478,485 = Pillow's Image.MAX_IMAGE_PIXELS: about 270 MB of RGB).
+   */
+  maxPixels?: number;
+}
+
+export const DEFAULT_MAX_PIXELS = 89_478_485;
+
+type Format = 'JPEG' | 'PNG' | 'GIF' | 'WebP' | 'BMP';
+
+const ascii = (b: Uint8Array, start: number, s: string) =>
+  b.length >= start + s.length && [...s].every((c, i) => b[start + i] === c.charCodeAt(0));
+
+/** The format from the magic bytes (file names and extensions are not trusted). */
+function sniff(b: Uint8Array): Format | { unsupported: string } | null {
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'JPEG';
+  if (ascii(b, 0, '\x89PNG\r\n\x1a\n')) return 'PNG';
+  if (ascii(b, 0, 'GIF87a') || ascii(b, 0, 'GIF89a')) return 'GIF';
+  if (ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP')) return 'WebP';
+  if (ascii(b, 0, 'BM')) return 'BMP';
+  if (ascii(b, 0, 'II*\0') || ascii(b, 0, 'MM\0*')) return { unsupported: 'TIFF' };
+  if (ascii(b, 4, 'ftyp')) return { unsupported: 'HEIF/AVIF/MP4 (ISO media)' };
+  if (ascii(b, 0, '%PDF')) return { unsupported: 'PDF' };
+  if (ascii(b, 0, '\0\0\0\x0cjP  ') || ascii(b, 0, '\xff\x4f\xff\x51')) return { unsupported: 'JPEG 2000' };
+  const head = Buffer.from(b.subarray(0, 256)).toString('latin1').trimStart().toLowerCase();
+  if (head.startsWith('<svg') || (head.startsWith('<?xml') && head.includes('<svg'))) return { unsupported: 'SVG' };
+  return null;
+}
+
+const SUPPORTED = 'JPEG, PNG, WebP, GIF, BMP';
+
+/** Decode encoded image bytes; `name` (a path, URL or "<bytes>") is used in error messages. */
+export async function decodeImage(bytes: Uint8Array, name: string, options: DecodeOptions = {}): Promise<RawImage> {
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (bytes.length === 0) throw new Error(`${name}: empty file, not an image`);
+  const format = sniff(bytes);
+  if (format === null) throw new Error(`${name}: not a recognised image (supported formats: ${SUPPORTED})`);
+  if (typeof format === 'object') throw new Error(`${name}: unsupported image format ${format.unsupported} (supported: ${SUPPORTED})`);
+  if (format === 'BMP') return decodeBmp(bytes, name, maxPixels);
+
+  const open = () =>
+    sharp(bytes, {
+      ignoreIcc: true,
+      autoOrient: options.applyExifOrientation ?? false,
+      limitInputPixels: maxPixels,
+      failOn: 'warning', // truncated or corrupt data is an error, as in Pillow (LOAD_TRUNCATED_IMAGES off)
+      pages: 1, // first frame only (GIF, animated WebP)
+    });
+  try {
+    const meta = await open().metadata();
+    if (!meta.width || !meta.height) throw new Error('no image size in the header');
+    if (meta.width * meta.height > maxPixels) {
+      throw new Error(`${meta.width}x${meta.height} = ${meta.width * meta.height} pixels exceeds the limit of ${maxPixels} (decompression bomb?)`);
+    }
+    const gray = meta.space === 'b-w' || meta.space === 'grey16';
+    if (meta.depth === 'ushort') return await decode16(open(), gray);
+    if (meta.space === 'cmyk') return await decodeCmyk(open());
+    const pipeline = gray ? open().toColourspace('b-w') : open();
+    const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: info.channels };
+  } catch (e) {
+    throw new Error(`${name}: cannot decode ${format} image: ${(e as Error).message}`);
+  }
+}
+
+async function decode16(img: Sharp, gray: boolean): Promise<RawImage> {
+  const { data, info } = await img.toColourspace(gray ? 'grey16' : 'rgb16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+  const src = new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
+  const out = new Uint8Array(src.length);
+  if (gray && info.channels === 1) {
+    for (let i = 0; i < src.length; i++) out[i] = src[i] > 255 ? 255 : src[i]; // mode "I" -> i2rgb clips
+  } else {
+    for (let i = 0; i < src.length; i++) out[i] = src[i] >> 8; // "RGB;16B" etc.: high byte
+  }
+  return { data: out, width: info.width, height: info.height, channels: info.channels };
+}
+
+async function decodeCmyk(img: Sharp): Promise<RawImage> {
+  const { data, info } = await img.toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
+  const n = info.width * info.height;
+  const out = new Uint8Array(n * 3);
+  // Convert.c cmyk2rgb: nk = 255 - k; out = nk - MULDIV255(c, nk).
+  const muldiv255 = (a: number, b: number) => {
+    const t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  for (let i = 0; i < n; i++) {
+    const nk = 255 - data[i * 4 + 3];
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.max(0, nk - muldiv255(data[i * 4 + c], nk));
+  }
+  return { data: out, width: info.width, height: info.height, channels: 3 };
+}
+
+function isRawImage(x: unknown): x is RawImage {
+  return typeof x === 'object' && x !== null && !(x instanceof Uint8Array) && !(x instanceof URL) && 'data' in x && 'width' in x;
+}
+
+function checkRaw(img: RawImage): RawImage {
+  const { width, height, channels, data } = img;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
+    throw new Error(`raw image: invalid size ${width}x${height}`);
+  }
+  if (![1, 2, 3, 4].includes(channels)) throw new Error(`raw image: channels must be 1, 2, 3 or 4 (got ${channels})`);
+  if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray)) throw new Error('raw image: data must be a Uint8Array (8-bit samples)');
+  if (data.length !== width * height * channels) {
+    throw new Error(`raw image: data has ${data.length} bytes, expected ${width}x${height}x${channels} = ${width * height * channels}`);
+  }
+  return img;
+}
+
+async function readFile(file: string): Promise<Uint8Array> {
+  try {
+    return await fs.readFile(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.message;
+    throw new Error(`${file}: cannot read image: ${why}`);
+  }
+}
+
+async function fetchBytes(url: string): Promise<Uint8Array> {
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    throw new Error(`${url}: cannot download image: ${(e as Error).message}`);
+  }
+  if (!res.ok) throw new Error(`${url}: cannot download image: HTTP ${res.status} ${res.statusText}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** Any ImageInput -> decoded pixels (channels as Pillow's mode: L, LA, RGB or RGBA). */
+export async function loadImage(input: ImageInput, options: DecodeOptions = {}): Promise<RawImage> {
+  if (isRawImage(input)) return checkRaw(input);
+  if (input instanceof Uint8Array) return decodeImage(input, '<image bytes>', options);
+  const url = input instanceof URL ? input : /^(https?|file):\/\//i.test(input) ? new URL(input) : null;
+  if (url === null) return decodeImage(await readFile(input as string), input as string, options);
+  if (url.protocol === 'file:') {
+    const file = fileURLToPath(url);
+    return decodeImage(await readFile(file), file, options);
+  }
+  if (url.protocol === 'http:' || url.protocol === 'https:') return decodeImage(await fetchBytes(url.href), url.href, options);
+  throw new Error(`${url.href}: unsupported URL scheme ${url.protocol}`);
+}
+
+/**
+ * Image.convert("RGB") of Pillow 9.4: L / LA replicate the gray value, RGBA and LA drop alpha
+ * without compositing (the hidden colour of transparent pixels stays).
+ */
+export function convertToRGB(image: RawImage): RawImage {
+  const { width, height, channels: ch, data } = image;
+  if (ch === 3) return image;
+  const n = width * height;
+  const out = new Uint8Array(n * 3);
+  if (ch === 4) {
+    for (let i = 0; i < n; i++) {
+      out[i * 3] = data[i * 4];
+      out[i * 3 + 1] = data[i * 4 + 1];
+      out[i * 3 + 2] = data[i * 4 + 2];
+    }
+  } else {
+    for (let i = 0; i < n; i++) out[i * 3] = out[i * 3 + 1] = out[i * 3 + 2] = data[i * ch];
+  }
+  return { data: out, width, height, channels: 3 };
+}
+
+/** Drop the alpha channel (LA -> L, RGBA -> RGB); the rest of convert("RGB") is per-channel. */
+export function dropAlpha(image: RawImage): RawImage {
+  const { width, height, channels: ch, data } = image;
+  if (ch === 1 || ch === 3) return image;
+  const c = ch - 1;
+  const n = width * height;
+  const out = new Uint8Array(n * c);
+  for (let i = 0; i < n; i++) for (let b = 0; b < c; b++) out[i * c + b] = data[i * ch + b];
+  return { data: out, width, height, channels: c as 1 | 3 };
+}

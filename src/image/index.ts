@@ -1,0 +1,12 @@
+// Image stage: decoding (sharp), Pillow-exact resampling, CLIPImageProcessor.
+export type { ImageInput, RawImage } from './types.js';
+export { loadImage, decodeImage, convertToRGB, dropAlpha, DEFAULT_MAX_PIXELS, type DecodeOptions } from './decode.js';
+export { resize, PIL_RESAMPLE, type Resample, type Region } from './resample.js';
+export {
+  CLIPImageProcessor,
+  configFromDict,
+  shortestEdgeSize,
+  type ImageProcessorConfig,
+  type PreprocessOverrides,
+  type SizeDict,
+} from './processor.js';
