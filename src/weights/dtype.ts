@@ -103,7 +103,11 @@ function fp8ToFloat(dtype: 'F8_E4M3' | 'F8_E5M2' | 'F8_E8M0', b: number): number
 export function toFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
   const size = DTYPE_BITS[dtype] / 8;
   const n = Math.floor(bytes.byteLength / size);
-  if (dtype === 'F32') return new Float32Array(bytes.slice(0, n * 4).buffer); // fresh, aligned copy
+  if (dtype === 'F32') {
+    const out = new Float32Array(n); // an aligned copy (bytes may be a Buffer view at any offset)
+    new Uint8Array(out.buffer).set(bytes.subarray(0, n * 4));
+    return out;
+  }
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(n);
   switch (dtype) {

@@ -34,7 +34,7 @@ function isTensor(v: unknown): v is TensorDesc {
 }
 
 /** The globals a state dict needs, and nothing that could run code, read files or unpickle again. */
-function stateDictGlobals(source: string): Map<string, PyGlobal> {
+export function stateDictGlobals(source: string): Map<string, PyGlobal> {
   const fail = (problem: string): never => {
     throw new Error(`${source}: ${problem}`);
   };

@@ -257,10 +257,10 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
         break;
       }
       case 0x55: push(text(take(u8()))); break; // SHORT_BINSTRING
-      case 0x42: push(take(u32()).slice()); break; // BINBYTES
-      case 0x43: push(take(u8()).slice()); break; // SHORT_BINBYTES
-      case 0x8e: push(take(u64()).slice()); break; // BINBYTES8
-      case 0x96: push(take(u64()).slice()); break; // BYTEARRAY8
+      case 0x42: push(new Uint8Array(take(u32()))); break; // BINBYTES
+      case 0x43: push(new Uint8Array(take(u8()))); break; // SHORT_BINBYTES
+      case 0x8e: push(new Uint8Array(take(u64()))); break; // BINBYTES8
+      case 0x96: push(new Uint8Array(take(u64()))); break; // BYTEARRAY8
       case 0x97: fail('out-of-band buffers (NEXT_BUFFER) are not supported'); break;
       case 0x98: break; // READONLY_BUFFER
 
