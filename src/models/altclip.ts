@@ -7,13 +7,18 @@ import { AltCLIPConfig, AltCLIPTextConfig, AltCLIPVisionConfig } from '../config
 import type { PretrainedOptions } from '../hub/index.js';
 import { GraphBuilder, type WeightSource } from '../onnx/graph.js';
 import { Tensor } from '../tensor.js';
-import { loadWeights, type Weights } from '../weights/index.js';
+import { loadWeights, type TensorRef, type Weights } from '../weights/index.js';
 import { buildTextGraph, buildVisionGraph, type GraphVariant } from './modeling_altclip.js';
-import { createSession, type SessionOptions } from './session.js';
+import { quantizedWeights } from './quantize.js';
+import { createSession, defaultGraphCacheDir, type SessionOptions } from './session.js';
 
 export interface ModelOptions extends PretrainedOptions, SessionOptions {
-  /** Compute precision of the Linear layers (default fp32). */
-  dtype?: 'fp32';
+  /**
+   * Precision of the encoder layers' Linear weights: "fp32" (default, the checkpoint's values; fp16 /
+   * bf16 checkpoints are computed in fp32) or "q8" (int8 weights quantized at load time and cached,
+   * activations quantized dynamically: about 3-4x faster on CPUs with VNNI, cosine vs fp32 >= 0.99).
+   */
+  dtype?: 'fp32' | 'q8';
 }
 
 export interface TowerOutput {
@@ -227,8 +232,15 @@ function contrastiveLoss(logits: Tensor): number {
 
 type Builder = (g: GraphBuilder, variant: GraphVariant) => void;
 
+function checkDtype(options: ModelOptions): void {
+  if (options.dtype !== undefined && options.dtype !== 'fp32' && options.dtype !== 'q8') {
+    throw new Error(`dtype must be "fp32" or "q8", got ${JSON.stringify(options.dtype)}`);
+  }
+}
+
 class Tower {
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private q8?: Map<string, TensorRef>;
 
   constructor(
     private readonly name: string,
@@ -236,10 +248,13 @@ class Tower {
     private readonly weights: Weights,
     private readonly options: ModelOptions,
     private readonly source: string,
-  ) {}
+  ) {
+    checkDtype(options);
+  }
 
   /** Builds the graph without running it: checks every weight the config needs is there. */
-  check(variant: GraphVariant): GraphBuilder {
+  check(requested: GraphVariant): GraphBuilder {
+    const variant = this.withDtype(requested);
     const g = new GraphBuilder(this.graphName(variant), this.weightSource());
     this.build(g, variant);
     g.assertComplete(this.source);
@@ -251,14 +266,24 @@ class Tower {
   }
 
   private weightSource(): WeightSource {
+    if (this.options.dtype === 'q8') {
+      this.q8 ??= quantizedWeights(this.weights, this.options.graphCacheDir ?? defaultGraphCacheDir());
+      const q8 = this.q8;
+      return { get: (name) => this.weights.tensors.get(name) ?? q8.get(name) };
+    }
     return { get: (name) => this.weights.tensors.get(name) };
   }
 
-  session(variant: GraphVariant): Promise<ort.InferenceSession> {
-    const key = this.graphName(variant);
+  /** The variant with the model's precision applied. */
+  withDtype(variant: GraphVariant): GraphVariant {
+    return { ...variant, quantized: this.options.dtype === 'q8' };
+  }
+
+  session(requested: GraphVariant): Promise<ort.InferenceSession> {
+    const key = this.graphName(this.withDtype(requested));
     let s = this.sessions.get(key);
     if (!s) {
-      s = createSession(this.check(variant), this.options);
+      s = createSession(this.check(requested), this.options);
       this.sessions.set(key, s);
       s.catch(() => this.sessions.delete(key));
     }
@@ -341,7 +366,8 @@ class VisionTower {
 const IGNORED_KEYS = [/(^|\.)position_ids$/, /(^|\.)token_type_ids$/];
 
 function warnUnused(weights: Weights, used: Set<string>, source: string, className: string): void {
-  const unused = [...weights.tensors.keys()].filter((k) => !used.has(k) && !IGNORED_KEYS.some((r) => r.test(k)));
+  const unused = [...weights.tensors.keys()].filter((k) => !used.has(k) && !used.has(`${k}.q8`)
+    && !IGNORED_KEYS.some((r) => r.test(k)));
   if (unused.length) {
     process.emitWarning(`Some weights of the model checkpoint at ${source} were not used when initializing `
       + `${className}: ${unused.slice(0, 20).join(', ')}${unused.length > 20 ? `, ... (${unused.length} in all)` : ''}`);

@@ -16,7 +16,7 @@ export interface GraphVariant {
   full: boolean;
   /** Vision only: position embeddings come as an input (interpolate_pos_encoding). */
   interpolate?: boolean;
-  /** Linear layers on int8 weights. */
+  /** The encoder layers' MLP Linear layers on int8 weights (see quantize.ts). */
   quantized?: boolean;
 }
 
@@ -60,6 +60,7 @@ interface TextContext {
   g: GraphBuilder;
   config: AltCLIPTextConfig;
   dims: Dims;
+  /** Options of the MLP Linear layers (q8). */
   lin: LinearOptions;
   /** [batch, 1, 1, seq]: 0 where attended, finfo.min where masked. */
   extendedAttentionMask: string;
@@ -93,9 +94,9 @@ function altRobertaEmbeddings(ctx: TextContext, p: string, inputIds: string): st
 function altRobertaSelfAttention(ctx: TextContext, p: string, x: string): string {
   const { g, config: c, dims } = ctx;
   const H = c.hiddenSize;
-  const query = splitHeads(g, linear(g, x, `${p}.query`, H, H, true, ctx.lin), dims);
-  const keyT = splitHeads(g, linear(g, x, `${p}.key`, H, H, true, ctx.lin), dims, true);
-  const value = splitHeads(g, linear(g, x, `${p}.value`, H, H, true, ctx.lin), dims);
+  const query = splitHeads(g, linear(g, x, `${p}.query`, H, H), dims);
+  const keyT = splitHeads(g, linear(g, x, `${p}.key`, H, H), dims, true);
+  const value = splitHeads(g, linear(g, x, `${p}.value`, H, H), dims);
   let scores = g.node('MatMul', [query, keyT]);
   scores = g.node('Div', [scores, g.constFloat([Math.sqrt(H / c.numAttentionHeads)], [])]);
   scores = g.node('Add', [scores, ctx.extendedAttentionMask]);
@@ -105,9 +106,10 @@ function altRobertaSelfAttention(ctx: TextContext, p: string, x: string): string
 }
 
 /** AltRobertaSelfOutput / AltRobertaOutput: LayerNorm(dense(h) + input). */
-function altRobertaOutput(ctx: TextContext, p: string, h: string, input: string, inFeatures: number): string {
+function altRobertaOutput(ctx: TextContext, p: string, h: string, input: string, inFeatures: number,
+  lin: LinearOptions = {}): string {
   const { g, config: c } = ctx;
-  const dense = linear(g, h, `${p}.dense`, inFeatures, c.hiddenSize, true, ctx.lin);
+  const dense = linear(g, h, `${p}.dense`, inFeatures, c.hiddenSize, true, lin);
   return layerNorm(g, g.node('Add', [dense, input]), `${p}.LayerNorm`, c.hiddenSize, c.layerNormEps);
 }
 
@@ -118,7 +120,7 @@ function altRobertaLayer(ctx: TextContext, p: string, x: string): string {
   const attentionOutput = altRobertaOutput(ctx, `${p}.attention.output`, selfOutput, x, c.hiddenSize);
   const intermediate = activation(c.hiddenAct, 'text_config.hidden_act')(g,
     linear(g, attentionOutput, `${p}.intermediate.dense`, c.hiddenSize, c.intermediateSize, true, ctx.lin));
-  return altRobertaOutput(ctx, `${p}.output`, intermediate, attentionOutput, c.intermediateSize);
+  return altRobertaOutput(ctx, `${p}.output`, intermediate, attentionOutput, c.intermediateSize, ctx.lin);
 }
 
 export interface TextGraphOptions {
@@ -162,7 +164,7 @@ export function buildTextGraph(g: GraphBuilder, config: AltCLIPTextConfig, varia
 
   // AltCLIPTextModel: pre_LN over the whole sequence, transformation to project_dim, pooler = row 0
   const projectionState = linear(g, layerNorm(g, hidden, `${p}pre_LN`, H, config.layerNormEps),
-    `${p}transformation`, H, config.projectDim, true, ctx.lin);
+    `${p}transformation`, H, config.projectDim);
   const lastHiddenState = g.node('Reshape', [projectionState,
     g.node('Concat', [batchSeq, g.constInt64([config.projectDim])], { axis: 0 })]);
   const poolerOutput = g.node('Gather', [lastHiddenState, g.constInt64([0], [])], { axis: 1 });
@@ -171,7 +173,7 @@ export function buildTextGraph(g: GraphBuilder, config: AltCLIPTextConfig, varia
 
   if (options.projectionDim !== undefined) {
     // AltCLIPModel.get_text_features: text_projection(pooler_output), no bias
-    const features = linear(g, poolerOutput, 'text_projection', config.projectDim, options.projectionDim, false, ctx.lin);
+    const features = linear(g, poolerOutput, 'text_projection', config.projectDim, options.projectionDim, false);
     g.output(features, 'text_features', DataType.FLOAT, ['batch', options.projectionDim]);
   }
   if (variant.full) {
@@ -188,6 +190,7 @@ interface VisionContext {
   g: GraphBuilder;
   config: AltCLIPVisionConfig;
   dims: Dims;
+  /** Options of the MLP Linear layers (q8). */
   lin: LinearOptions;
   attentions: string[];
 }
@@ -221,12 +224,12 @@ function altCLIPAttention(ctx: VisionContext, p: string, x: string): string {
   const { g, config: c, dims } = ctx;
   const H = c.hiddenSize;
   const scale = (H / c.numAttentionHeads) ** -0.5;
-  const query = g.node('Mul', [linear(g, x, `${p}.q_proj`, H, H, true, ctx.lin), g.constFloat([scale], [])]);
-  const keyT = splitHeads(g, linear(g, x, `${p}.k_proj`, H, H, true, ctx.lin), dims, true);
-  const value = splitHeads(g, linear(g, x, `${p}.v_proj`, H, H, true, ctx.lin), dims);
+  const query = g.node('Mul', [linear(g, x, `${p}.q_proj`, H, H), g.constFloat([scale], [])]);
+  const keyT = splitHeads(g, linear(g, x, `${p}.k_proj`, H, H), dims, true);
+  const value = splitHeads(g, linear(g, x, `${p}.v_proj`, H, H), dims);
   const probs = g.node('Softmax', [g.node('MatMul', [splitHeads(g, query, dims), keyT])], { axis: -1 });
   ctx.attentions.push(probs);
-  return linear(g, mergeHeads(g, g.node('MatMul', [probs, value]), dims), `${p}.out_proj`, H, H, true, ctx.lin);
+  return linear(g, mergeHeads(g, g.node('MatMul', [probs, value]), dims), `${p}.out_proj`, H, H);
 }
 
 /** AltCLIPMLP: fc2(act(fc1(x))). */
@@ -291,7 +294,7 @@ export function buildVisionGraph(g: GraphBuilder, config: AltCLIPVisionConfig, v
 
   if (options.projectionDim !== undefined) {
     // AltCLIPModel.get_image_features: visual_projection(pooler_output), no bias
-    const features = linear(g, pooledOutput, 'visual_projection', H, options.projectionDim, false, ctx.lin);
+    const features = linear(g, pooledOutput, 'visual_projection', H, options.projectionDim, false);
     g.output(features, 'image_features', DataType.FLOAT, ['batch', options.projectionDim]);
   }
   if (variant.full) {

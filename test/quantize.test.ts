@@ -1,0 +1,73 @@
+// dtype "q8": int8 encoder Linear weights. Checks the quantizer's arithmetic, and that q8 embeddings
+// stay close to fp32 ones (cosine) with the same zero-shot ranking, on every fixture input.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+
+import { AltCLIPModel } from '../src/models/altclip.js';
+import { quantizeLinear } from '../src/models/quantize.js';
+import { FIXTURES, Goldens } from './helpers/goldens.js';
+
+const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-q8-'));
+after(() => fs.rmSync(graphCacheDir, { recursive: true, force: true }));
+
+function cosines(a: Float32Array, b: Float32Array, dim: number): number[] {
+  const out = [];
+  for (let r = 0; r < a.length / dim; r++) {
+    let ab = 0, aa = 0, bb = 0;
+    for (let i = r * dim; i < (r + 1) * dim; i++) { ab += a[i]! * b[i]!; aa += a[i]! ** 2; bb += b[i]! ** 2; }
+    out.push(ab / Math.sqrt(aa * bb));
+  }
+  return out;
+}
+
+describe('q8', () => {
+  it('quantizeLinear: symmetric per output channel, transposed to [in, out]', () => {
+    const w = Float32Array.from([1, -0.5, 0.25, /* row 1 */ 0, 0, 0, /* row 2 */ -2, 1, 0.01]);
+    const { q, scale } = quantizeLinear(w, 3, 3);
+    assert.deepEqual([...scale].map((s) => Math.fround(s)), [1 / 127, 1, 2 / 127].map(Math.fround));
+    // q[i * out + o] = round(w[o, i] / scale[o])
+    assert.deepEqual([...q], [127, 0, -127, -64, 0, 64, 32, 0, 1]);
+  });
+
+  for (const name of ['tiny-altclip', 'tiny-altclip-b']) {
+    it(`${name}: q8 embeddings vs fp32 (cosine >= 0.99, same ranking)`, async () => {
+      const ckpt = path.join(FIXTURES, 'models', name);
+      const index = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'goldens', `${name}.json`), 'utf8'));
+      const g = new Goldens(path.join(FIXTURES, 'goldens', `${name}.safetensors`));
+      const pixels = new Goldens(path.join(FIXTURES, 'image_processor', 'pixel_values.safetensors'));
+      const fp32 = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir });
+      const q8 = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir, dtype: 'q8' });
+      try {
+        let worst = 1;
+        for (const combo of index.combos) {
+          const inputs = {
+            inputIds: g.get(`${combo.name}/inputs/input_ids`),
+            attentionMask: g.get(`${combo.name}/inputs/attention_mask`),
+            pixelValues: pixels.concat(combo.model_call.pixel_values.concatenate_along_dim0),
+          };
+          const a = await fp32.forward(inputs);
+          const b = await q8.forward(inputs);
+          const dim = a.textEmbeds.dims[1]!;
+          for (const c of [...cosines(a.textEmbeds.data as Float32Array, b.textEmbeds.data as Float32Array, dim),
+            ...cosines(a.imageEmbeds.data as Float32Array, b.imageEmbeds.data as Float32Array, dim)]) {
+            worst = Math.min(worst, c);
+          }
+          // zero-shot ranking: the best text for each image is the same
+          const [nImg, nTxt] = a.logitsPerImage.dims as [number, number];
+          for (let i = 0; i < nImg; i++) {
+            const row = (t: typeof a) => [...(t.logitsPerImage.data as Float32Array).slice(i * nTxt, (i + 1) * nTxt)];
+            const argmax = (r: number[]) => r.indexOf(Math.max(...r));
+            assert.equal(argmax(row(b)), argmax(row(a)), `${combo.name}: image ${i} ranks texts differently in q8`);
+          }
+        }
+        console.log(`${name}: worst q8-vs-fp32 embedding cosine ${worst.toFixed(5)}`);
+        assert.ok(worst >= 0.99, `worst cosine ${worst}`);
+      } finally {
+        await Promise.all([fp32.dispose(), q8.dispose()]);
+      }
+    });
+  }
+});
