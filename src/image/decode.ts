@@ -8,7 +8,8 @@
 // - EXIF orientation is not applied (CLIPImageProcessor uses the pixels as stored); opt-in,
 // - 16-bit PNG: Pillow keeps the most significant byte ("RGB;16B", "LA;16B"), except 16-bit
 //   grayscale, which opens as mode "I" and whose convert("RGB") clips to 0..255 (i2rgb),
-// - CMYK JPEG: Pillow's naive cmyk2rgb, no profile.
+// - CMYK JPEG: Pillow's naive cmyk2rgb, no profile,
+// - GIF transparency: the transparent index keeps its palette colour (mode P).
 import * as fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import sharp, { type Sharp } from 'sharp';
@@ -59,16 +60,18 @@ export async function decodeImage(bytes: Uint8Array, name: string, options: Deco
   if (typeof format === 'object') throw new Error(`${name}: unsupported image format ${format.unsupported} (supported: ${SUPPORTED})`);
   if (format === 'BMP') return decodeBmp(bytes, name, maxPixels);
 
-  const open = () =>
+  const open = (headerOnly = false) =>
     sharp(bytes, {
       ignoreIcc: true,
       autoOrient: options.applyExifOrientation ?? false,
-      limitInputPixels: maxPixels,
+      // metadata() reads the header only; our own check below names the size. Decoding keeps
+      // sharp's check as a second guard.
+      limitInputPixels: headerOnly ? false : maxPixels,
       failOn: 'warning', // truncated or corrupt data is an error, as in Pillow (LOAD_TRUNCATED_IMAGES off)
       pages: 1, // first frame only (GIF, animated WebP)
     });
   try {
-    const meta = await open().metadata();
+    const meta = await open(true).metadata();
     if (!meta.width || !meta.height) throw new Error('no image size in the header');
     if (meta.width * meta.height > maxPixels) {
       throw new Error(`${meta.width}x${meta.height} = ${meta.width * meta.height} pixels exceeds the limit of ${maxPixels} (decompression bomb?)`);
@@ -78,7 +81,9 @@ export async function decodeImage(bytes: Uint8Array, name: string, options: Deco
     if (meta.space === 'cmyk') return await decodeCmyk(open());
     const pipeline = gray ? open().toColourspace('b-w') : open();
     const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: info.channels };
+    const image: RawImage = { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: info.channels };
+    if (format === 'GIF' && image.channels === 4) fillGifTransparency(image, bytes);
+    return image;
   } catch (e) {
     throw new Error(`${name}: cannot decode ${format} image: ${(e as Error).message}`);
   }
@@ -97,7 +102,8 @@ async function decode16(img: Sharp, gray: boolean): Promise<RawImage> {
 }
 
 async function decodeCmyk(img: Sharp): Promise<RawImage> {
-  const { data, info } = await img.toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
+  // Keep the stored CMYK values (sharp would otherwise go through sRGB and back).
+  const { data, info } = await img.pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
   const n = info.width * info.height;
   const out = new Uint8Array(n * 3);
   // Convert.c cmyk2rgb: nk = 255 - k; out = nk - MULDIV255(c, nk).
@@ -110,6 +116,56 @@ async function decodeCmyk(img: Sharp): Promise<RawImage> {
     for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.max(0, nk - muldiv255(data[i * 4 + c], nk));
   }
   return { data: out, width: info.width, height: info.height, channels: 3 };
+}
+
+/**
+ * Pillow opens a GIF as mode P: a transparent pixel keeps the palette colour of the transparent
+ * index, which convert("RGB") shows. libnsgif gives such pixels as (0, 0, 0, 0): put that colour
+ * back, read from the first frame's colour table and Graphic Control Extension.
+ */
+function fillGifTransparency(image: RawImage, gif: Uint8Array): void {
+  const colour = gifTransparentColour(gif);
+  if (!colour) return;
+  const d = image.data;
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i + 3] === 0) {
+      d[i] = colour[0];
+      d[i + 1] = colour[1];
+      d[i + 2] = colour[2];
+    }
+  }
+}
+
+function gifTransparentColour(b: Uint8Array): [number, number, number] | null {
+  let p = 13;
+  let table: [number, number] | null = null; // [offset, entries]
+  if (b.length < 13) return null;
+  if (b[10] & 0x80) {
+    table = [p, 2 << (b[10] & 7)];
+    p += table[1] * 3;
+  }
+  let transparent = -1;
+  const skipSubBlocks = () => {
+    while (p < b.length && b[p] !== 0) p += b[p] + 1;
+    p++;
+  };
+  while (p < b.length) {
+    if (b[p] === 0x21) {
+      if (b[p + 1] === 0xf9 && b[p + 2] >= 4) transparent = b[p + 3] & 1 ? b[p + 6] : -1;
+      p += 2;
+      skipSubBlocks();
+    } else if (b[p] === 0x2c) {
+      const flags = b[p + 9];
+      if (flags & 0x80) table = [p + 10, 2 << (flags & 7)];
+      break;
+    } else {
+      return null;
+    }
+  }
+  if (transparent < 0) return null;
+  if (!table || transparent >= table[1]) return [0, 0, 0];
+  const o = table[0] + transparent * 3;
+  return [b[o], b[o + 1], b[o + 2]];
 }
 
 function isRawImage(x: unknown): x is RawImage {
