@@ -1,14 +1,18 @@
 // The hub client against a local server speaking the hub's protocol (test/helpers/hub_server.ts):
 // the cache must come out exactly as Python's huggingface_hub lays it out, and every request the
 // client makes is counted. Each call gets its environment explicitly (no process-wide HF_* leaks).
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { Writable } from 'node:stream';
 import { hubDownload, forgetResolvedCommits, type HubDownloadOptions } from '../src/hub/download.js';
+import { downloadToFile, PROGRESS_MIN_BYTES } from '../src/hub/http.js';
+import { hubSettings } from '../src/hub/settings.js';
 import { HubError, resolveFile } from '../src/hub/index.js';
 import { gitBlobSha1, sha256, startHubServer, type HubServer } from './helpers/hub_server.js';
 
@@ -51,6 +55,10 @@ beforeEach(() => {
   server.faults.cuts = undefined;
   server.faults.corrupt = false;
   forgetResolvedCommits();
+});
+
+afterEach(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 /** The environment of one call: the local hub, a home folder of its own, short timeouts. */
@@ -359,5 +367,62 @@ describe('resolveFile', () => {
     await assert.rejects(resolveFile('org/tiny', 'config.json', { revision: '../../x', localFilesOnly: true }), /revision must be/);
     await assert.rejects(resolveFile('./no/such/folder', 'config.json'), /neither an existing folder nor a hub repo id/);
     await assert.rejects(resolveFile('org--x/y', 'config.json'), /neither an existing folder nor a hub repo id/);
+  });
+});
+
+describe('progress and concurrency', () => {
+  it('draws a progress bar for a large download on a terminal only', async () => {
+    const big = Buffer.alloc(PROGRESS_MIN_BYTES + 1, 7);
+    const small = await startHubServer({ 'org/big': { commits: { [C1]: { 'big.safetensors': big } }, refs: { main: C1 } } });
+    try {
+      const output: string[] = [];
+      const terminal = Object.assign(new Writable({ write: (chunk, _enc, done) => (output.push(String(chunk)), done()) }), { isTTY: true, columns: 120 });
+      const settings = { ...hubSettings({ cacheDir }, env({ HF_ENDPOINT: small.endpoint })), progressStream: terminal };
+      const target = path.join(tmp, 'big.incomplete');
+      const ref = { repoId: 'org/big', revision: 'main', filename: 'big.safetensors' };
+      await downloadToFile(`${small.cdnOrigin}/lfs/${sha256(big)}?X-Amz-Signature=sig`, target, { size: big.length, sha256: sha256(big) }, settings, ref);
+      const drawn = output.join('');
+      assert.ok(drawn.includes('big.safetensors') && drawn.includes('100%'), drawn.slice(-300));
+      assert.equal(fs.statSync(target).size, big.length);
+    } finally {
+      await small.close();
+    }
+    // Quiet when stderr is not a terminal (as under the test runner) or when disabled.
+    assert.equal(hubSettings({}, {}).progressStream, process.stderr.isTTY ? process.stderr : null);
+    assert.equal(hubSettings({}, { HF_HUB_DISABLE_PROGRESS_BARS: '1' }).progressStream, null);
+  });
+
+  it('waits for another process holding the download lock, and takes over a dead one\'s', async () => {
+    const lock = path.join(cacheDir, '.locks', 'models--org--tiny', `${WEIGHTS_SHA}.altclip.lock`);
+    fs.mkdirSync(path.dirname(lock), { recursive: true });
+    fs.writeFileSync(lock, String(process.ppid)); // a live process that is not us
+    const pending = download('org/tiny', 'model.safetensors');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(server.requests.filter((r) => r.server === 'cdn').length, 0, 'must not download while locked');
+    fs.rmSync(lock);
+    assert.ok(fs.readFileSync((await pending)!).equals(WEIGHTS));
+    assert.ok(!fs.existsSync(lock), 'the lock is released');
+
+    fs.rmSync(cacheDir, { recursive: true });
+    forgetResolvedCommits();
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    fs.mkdirSync(path.dirname(lock), { recursive: true });
+    fs.writeFileSync(lock, String(dead));
+    assert.ok(fs.readFileSync((await download('org/tiny', 'model.safetensors'))!).equals(WEIGHTS));
+  });
+
+  it('treats a server that is not a hub like an unreachable hub', async () => {
+    const plain = http.createServer((_req, res) => res.end('<html>portal</html>'));
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(plain.address() as AddressInfo).port}`;
+      await rejectsWith(download('org/tiny', 'config.json', {}, { HF_ENDPOINT: endpoint }), 'LocalEntryNotFound', 'X-Repo-Commit', 'org/tiny');
+      const file = await download('org/tiny', 'config.json');
+      forgetResolvedCommits();
+      assert.equal(await download('org/tiny', 'config.json', {}, { HF_ENDPOINT: endpoint }), file);
+    } finally {
+      plain.closeAllConnections();
+      await new Promise<void>((resolve) => plain.close(() => resolve()));
+    }
   });
 });

@@ -7,6 +7,7 @@
 //     refs/<revision>                    the commit hash a branch/tag pointed to, no newline
 //     snapshots/<commit>/<path>          relative symlink to ../../blobs/<etag>
 //     .no_exist/<commit>/<path>          empty marker: the file is known not to exist at that commit
+//   <cacheDir>/.locks/models--<org>--<name>/   download locks
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -52,6 +53,11 @@ export class RepoCache {
 
   blobPath(etag: string): string {
     return path.join(this.root, 'blobs', etag);
+  }
+
+  /** Our download lock; huggingface_hub keeps its own locks in the same folder. */
+  lockPath(etag: string): string {
+    return path.join(path.dirname(this.root), '.locks', path.basename(this.root), `${etag}.altclip.lock`);
   }
 
   pointerPath(commit: string, filename: string): string {

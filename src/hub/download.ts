@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { COMMIT_HASH, SHA256, RepoCache, isSafeBlobName } from './cache.js';
 import { HubError, type HubFileRef } from './errors.js';
-import { downloadToFile, fetchMetadata, NetworkError, resolveUrl } from './http.js';
+import { downloadToFile, fetchMetadata, NetworkError, resolveUrl, type FileMetadata } from './http.js';
 import { hubSettings, type Env, type HubSettings } from './settings.js';
 
 export interface HubDownloadOptions {
@@ -73,15 +73,10 @@ export async function hubDownload(repoId: string, filename: string, options: Hub
     return fromCache(cache, ref, options, error);
   }
 
-  const { commit, etag, size } = meta;
-  if (!commit || !COMMIT_HASH.test(commit)) {
-    throw new HubError('BadResponse', ref,
-      `the server at ${settings.endpoint} sent no valid X-Repo-Commit header (got ${JSON.stringify(commit)}); is HF_ENDPOINT a hub?`);
-  }
-  if (!etag || !isSafeBlobName(etag)) {
-    throw new HubError('BadResponse', ref, `the server sent no usable ETag (got ${JSON.stringify(etag)})`);
-  }
-  if (size === null) throw new HubError('BadResponse', ref, 'the server sent no Content-Length / X-Linked-Size');
+  // FileMetadataError in huggingface_hub (e.g. a proxy answering instead of the hub): use the cache.
+  const problem = metadataProblem(meta, settings.endpoint);
+  if (problem) return fromCache(cache, ref, options, new HubError('BadResponse', ref, `the server sent ${problem}`));
+  const [commit, etag, size] = [meta.commit!, meta.etag!, meta.size!];
 
   fs.mkdirSync(path.join(cache.root, 'blobs'), { recursive: true });
   cache.writeRef(revision, commit);
@@ -89,29 +84,88 @@ export async function hubDownload(repoId: string, filename: string, options: Hub
   const pointer = cache.pointerPath(commit, filename);
   if (fs.existsSync(pointer)) return pointer;
 
-  const blob = cache.blobPath(etag);
-  if (!fs.existsSync(blob)) await downloadBlobOnce(blob, meta.location, size, SHA256.test(etag) ? etag : null, settings, ref);
+  if (!fs.existsSync(cache.blobPath(etag))) await downloadBlobOnce(cache, etag, meta.location, size, settings, ref);
   return cache.link(etag, commit, filename);
 }
 
 async function downloadBlobOnce(
-  blob: string,
+  cache: RepoCache,
+  etag: string,
   url: string,
   size: number,
-  sha256: string | null,
   settings: HubSettings,
   ref: HubFileRef,
 ): Promise<void> {
+  const blob = cache.blobPath(etag);
   let job = inFlight.get(blob);
   if (!job) {
     job = (async () => {
-      const incomplete = `${blob}.incomplete`;
-      await downloadToFile(url, incomplete, { size, sha256 }, settings, ref);
-      fs.renameSync(incomplete, blob); // verified: only now does the blob exist under its name
+      const release = await lockBlob(cache.lockPath(etag), blob);
+      if (!release) return; // another process finished it while we waited
+      try {
+        const incomplete = `${blob}.incomplete`;
+        await downloadToFile(url, incomplete, { size, sha256: SHA256.test(etag) ? etag : null }, settings, ref);
+        fs.renameSync(incomplete, blob); // verified: only now does the blob exist under its name
+      } finally {
+        release();
+      }
     })().finally(() => inFlight.delete(blob));
     inFlight.set(blob, job);
   }
   await job;
+}
+
+/**
+ * One writer per blob across processes: `.locks/<repo folder>/<etag>.altclip.lock`, created
+ * exclusively and holding the writer's pid; a lock whose process is gone is taken over. (Python
+ * holds an flock on `<etag>.lock`, which Node cannot take; the size + sha256 checks still reject a
+ * file that two writers mixed up.) Resolves to null when the blob appeared while waiting.
+ */
+async function lockBlob(lockFile: string, blob: string): Promise<(() => void) | null> {
+  fs.mkdirSync(path.dirname(lockFile), { recursive: true });
+  for (;;) {
+    if (fs.existsSync(blob)) return null;
+    try {
+      fs.writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
+      return () => fs.rmSync(lockFile, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    if (lockIsStale(lockFile)) fs.rmSync(lockFile, { force: true });
+    else await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function lockIsStale(lockFile: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(lockFile, 'utf8'));
+  } catch {
+    return false; // just released
+  }
+  // This process never waits on itself (see inFlight), so its own pid means a leftover.
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) {
+    try {
+      return pid === process.pid || Date.now() - fs.statSync(lockFile).mtimeMs > 10_000; // a pid not yet written
+    } catch {
+      return false;
+    }
+  }
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+function metadataProblem(meta: FileMetadata, endpoint: string): string | null {
+  if (!meta.commit || !COMMIT_HASH.test(meta.commit)) {
+    return `no valid X-Repo-Commit header (got ${JSON.stringify(meta.commit)}): is ${endpoint} a hub?`;
+  }
+  if (!meta.etag || !isSafeBlobName(meta.etag)) return `no usable ETag (got ${JSON.stringify(meta.etag)})`;
+  if (meta.size === null) return 'no Content-Length / X-Linked-Size';
+  return null;
 }
 
 function missing(ref: HubFileRef, options: HubDownloadOptions, why: string): null {
@@ -135,6 +189,6 @@ function fromCache(cache: RepoCache, ref: HubFileRef, options: HubDownloadOption
     throw new HubError('LocalEntryNotFound', ref,
       `not found ${where}, and network access is disabled (localFilesOnly or HF_HUB_OFFLINE=1); download it once online first`);
   }
-  throw new HubError('LocalEntryNotFound', ref,
-    `the hub could not be reached (${cause.message}) and the file is not ${where}; check your connection or HF_ENDPOINT`, { cause });
+  const problem = cause instanceof NetworkError ? `the hub could not be reached (${cause.message})` : `the hub failed (${cause.message})`;
+  throw new HubError('LocalEntryNotFound', ref, `${problem} and the file is not ${where}; check your connection or HF_ENDPOINT`, { cause });
 }

@@ -21,7 +21,7 @@ export interface FileMetadata {
 }
 
 const MAX_REDIRECTS = 10;
-const PROGRESS_MIN_BYTES = 10 * 1024 * 1024; // small files (configs, tokenizers) download silently
+export const PROGRESS_MIN_BYTES = 10 * 1024 * 1024; // small files (configs, tokenizers) download silently
 const GET_RETRIES = 5; // like http_get's _nb_retries: attempts in a row that bring no byte
 
 /** hf_hub_url(): the revision is quoted as one path segment, the file name keeps its slashes. */
@@ -120,9 +120,9 @@ export async function downloadToFile(
     part.written = fs.fstatSync(part.fd).size;
     if (part.written > expected.size) restart(part);
     if (part.hash && part.written > 0) hashPrefix(part.fd, part.written, part.hash);
-    if (settings.progressBars && process.stderr.isTTY && expected.size >= PROGRESS_MIN_BYTES) {
+    if (settings.progressStream && expected.size >= PROGRESS_MIN_BYTES) {
       bar = new cliProgress.SingleBar(
-        { format: `${ref.filename} [{bar}] {percentage}% | {value}/{total} bytes | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true },
+        { format: `${ref.filename} [{bar}] {percentage}% | {value}/{total} bytes | ETA {eta_formatted}`, stream: settings.progressStream, hideCursor: true },
         cliProgress.Presets.shades_classic,
       );
       bar.start(expected.size, part.written);

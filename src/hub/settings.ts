@@ -14,7 +14,8 @@ export interface HubSettings {
   offline: boolean;
   etagTimeoutMs: number;
   downloadTimeoutMs: number;
-  progressBars: boolean;
+  /** Where download progress bars go: stderr when it is a terminal, else none (quiet). */
+  progressStream: NodeJS.WritableStream | null;
 }
 
 // constants.ENV_VARS_TRUE_VALUES
@@ -73,6 +74,6 @@ export function hubSettings(
     offline: Boolean(options.localFilesOnly) || isTrue(env.HF_HUB_OFFLINE) || isTrue(env.TRANSFORMERS_OFFLINE),
     etagTimeoutMs: seconds(env.HF_HUB_ETAG_TIMEOUT, 10),
     downloadTimeoutMs: seconds(env.HF_HUB_DOWNLOAD_TIMEOUT, 10),
-    progressBars: !isTrue(env.HF_HUB_DISABLE_PROGRESS_BARS),
+    progressStream: process.stderr.isTTY && !isTrue(env.HF_HUB_DISABLE_PROGRESS_BARS) ? process.stderr : null,
   };
 }
