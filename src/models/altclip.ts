@@ -252,11 +252,17 @@ class Tower {
     checkDtype(options);
   }
 
-  /** Builds the graph without running it: checks every weight the config needs is there. */
-  check(requested: GraphVariant): GraphBuilder {
+  /** Builds the graph (missing / mis-shaped weights are collected in its `problems`). */
+  graph(requested: GraphVariant): GraphBuilder {
     const variant = this.withDtype(requested);
     const g = new GraphBuilder(this.graphName(variant), this.weightSource());
     this.build(g, variant);
+    return g;
+  }
+
+  /** Builds the graph without running it: checks every weight the config needs is there. */
+  check(requested: GraphVariant): GraphBuilder {
+    const g = this.graph(requested);
     g.assertComplete(this.source);
     return g;
   }
@@ -384,12 +390,14 @@ export class AltCLIPModel {
   private constructor(readonly config: AltCLIPConfig, weights: Weights, options: ModelOptions, source: string) {
     this.text = new TextTower(config.textConfig, weights, options, source, 'text_model', config.projectionDim);
     this.vision = new VisionTower(config.visionConfig, weights, options, source, 'vision_model', config.projectionDim);
-    if (!weights.tensors.has('logit_scale')) throw new Error(`${source}: the weights do not match the config:\n  missing weight logit_scale`);
+    // every missing or mis-shaped weight of both towers in one error
+    const graphs = [this.text.tower.graph({ full: false }), this.vision.tower.graph({ full: false })];
+    const all = new GraphBuilder('check', { get: () => undefined });
+    all.problems.push(...graphs.flatMap((g) => g.problems));
+    if (!weights.tensors.has('logit_scale')) all.problems.push('missing weight logit_scale (expected shape [])');
+    all.assertComplete(source);
     this.logitScale = weights.readFloat32('logit_scale')[0]!;
-    const used = new Set(['logit_scale']);
-    for (const g of [this.text.tower.check({ full: false }), this.vision.tower.check({ full: false })]) {
-      for (const k of g.initializers.keys()) used.add(k);
-    }
+    const used = new Set(['logit_scale', ...graphs.flatMap((g) => [...g.initializers.keys()])]);
     warnUnused(weights, used, source, 'AltCLIPModel');
   }
 

@@ -1,0 +1,184 @@
+// Graph files and sessions: written once and reused, nothing written into the checkpoint folder,
+// weights linked (not copied), fallbacks when linking is impossible, every weight problem reported,
+// and fp16 / bf16 checkpoints computed in fp32.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+
+import { AltCLIPModel } from '../src/models/altclip.js';
+import { readTensorBytes, openSafetensors, type TensorRef } from '../src/weights/index.js';
+import { writeSafetensors } from '../src/weights/safetensors_writer.js';
+import { assertClose, FIXTURES, Goldens } from './helpers/goldens.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-session-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const CKPT = path.join(FIXTURES, 'models', 'tiny-altclip');
+const goldens = new Goldens(path.join(FIXTURES, 'goldens', 'tiny-altclip.safetensors'));
+const inputs = { inputIds: goldens.get('single/inputs/input_ids'), attentionMask: goldens.get('single/inputs/attention_mask') };
+
+type Entry = { ref: TensorRef; bytes: Uint8Array };
+
+/** A copy of the tiny checkpoint with each tensor rewritten by `edit` (null drops it, a list adds more). */
+function checkpointWith(name: string, edit: (ref: TensorRef, bytes: Uint8Array) => Entry | Entry[] | null): string {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(path.join(CKPT, 'config.json'), path.join(dir, 'config.json'));
+  const out: Entry[] = [];
+  for (const ref of openSafetensors(path.join(CKPT, 'model.safetensors')).values()) {
+    const e = edit(ref, readTensorBytes(ref));
+    if (e) out.push(...(Array.isArray(e) ? e : [e]));
+  }
+  writeSafetensors(path.join(dir, 'model.safetensors'), out.map((e) => e.ref), (i) => out[i]!.bytes);
+  return dir;
+}
+
+function listTree(dir: string): string[] {
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: false }).map(String).sort();
+}
+
+const f32 = (b: Uint8Array) => new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+
+/** float32 -> IEEE half (round to nearest even), and back. */
+function toHalf(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer)[0]!;
+  const sign = (u >>> 16) & 0x8000;
+  const exp = ((u >>> 23) & 0xff) - 127 + 15;
+  let mant = u & 0x7fffff;
+  if (exp <= 0) { // subnormal
+    if (exp < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - exp;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = sign | (exp << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  return h;
+}
+
+describe('sessions and graph files', () => {
+  it('a graph is written once, beside hard links to the weights, and reused', async () => {
+    const cache = path.join(tmp, 'cache1');
+    const before = listTree(CKPT);
+    const m1 = await AltCLIPModel.fromPretrained(CKPT, { graphCacheDir: cache });
+    await m1.dispose();
+    assert.deepEqual(listTree(CKPT), before, 'nothing is written into the checkpoint folder');
+    const graphs = fs.readdirSync(path.join(cache, 'graphs'));
+    assert.deepEqual(graphs.map((g) => g.replace(/-[0-9a-f]{24}$/, '')).sort(), ['text', 'vision']);
+    const textDir = path.join(cache, 'graphs', graphs.find((g) => g.startsWith('text'))!);
+    const weightsLink = path.join(textDir, 'weights-0.safetensors');
+    assert.equal(fs.statSync(weightsLink).ino, fs.statSync(path.join(CKPT, 'model.safetensors')).ino, 'hard link, not a copy');
+    const model = path.join(textDir, 'model.onnx');
+    const mtime = fs.statSync(model).mtimeMs;
+    assert.ok(fs.readdirSync(textDir).every((f) => !f.endsWith('.tmp')), 'no temporary files left');
+    const m2 = await AltCLIPModel.fromPretrained(CKPT, { graphCacheDir: cache });
+    assertClose(await m2.getTextFeatures(inputs), goldens.get('single/get_text_features'), 1e-4, 'reused/get_text_features');
+    await m2.dispose();
+    assert.equal(fs.statSync(model).mtimeMs, mtime, 'the cached graph is reused, not rewritten');
+  });
+
+  it('works when the cache cannot hold hard links (another file system): graph beside the weights', async () => {
+    const shm = fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/altclip-') : null;
+    if (!shm || fs.statSync(shm).dev === fs.statSync(CKPT).dev) {
+      // Same device: emulate with a cache path that is a file (mkdir fails), which takes the same fallback.
+      const blocker = path.join(tmp, 'blocker');
+      fs.writeFileSync(blocker, '');
+      const dir = checkpointWith('fallback', (ref, bytes) => ({ ref, bytes }));
+      const m = await AltCLIPModel.fromPretrained(dir, { graphCacheDir: blocker });
+      assertClose(await m.getTextFeatures(inputs), goldens.get('single/get_text_features'), 1e-4, 'fallback/get_text_features');
+      await m.dispose();
+      assert.ok(fs.readdirSync(dir).some((f) => f.startsWith('.altclip-text-') && f.endsWith('.onnx')));
+    } else {
+      try {
+        const dir = checkpointWith('fallback', (ref, bytes) => ({ ref, bytes }));
+        const m = await AltCLIPModel.fromPretrained(dir, { graphCacheDir: shm });
+        assertClose(await m.getTextFeatures(inputs), goldens.get('single/get_text_features'), 1e-4, 'fallback/get_text_features');
+        await m.dispose();
+        assert.ok(fs.readdirSync(dir).some((f) => f.startsWith('.altclip-text-') && f.endsWith('.onnx')));
+      } finally {
+        fs.rmSync(shm, { recursive: true, force: true });
+      }
+    }
+  });
+
+  it('missing and mis-shaped weights are all listed in one error', async () => {
+    const dir = checkpointWith('broken', (ref, bytes) => {
+      if (ref.name === 'text_model.pre_LN.bias' || ref.name === 'vision_model.post_layernorm.weight') return null;
+      if (ref.name === 'text_projection.weight') return { ref: { ...ref, shape: [ref.shape[1]!, ref.shape[0]!] }, bytes };
+      return { ref, bytes };
+    });
+    await assert.rejects(AltCLIPModel.fromPretrained(dir, { graphCacheDir: path.join(tmp, 'cache2') }), (e: Error) => {
+      assert.match(e.message, /the weights do not match the config/);
+      assert.match(e.message, /missing weight text_model\.pre_LN\.bias \(expected shape \[32\]\)/);
+      assert.match(e.message, /missing weight vision_model\.post_layernorm\.weight/);
+      assert.match(e.message, /weight text_projection\.weight has shape \[40,24\], the config implies \[24,40\]/);
+      return true;
+    });
+  });
+
+  it('unexpected extra keys give a warning, as transformers does', async () => {
+    const extra = checkpointWith('extra', (ref, bytes) => (ref.name === 'logit_scale'
+      ? [{ ref, bytes }, { ref: { ...ref, name: 'text_model.roberta.pooler.dense.bias' }, bytes }] : { ref, bytes }));
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      const m = await AltCLIPModel.fromPretrained(extra, { graphCacheDir: path.join(tmp, 'cache3') });
+      await m.dispose();
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.ok(warnings.some((w) => /were not used when initializing AltCLIPModel: text_model\.roberta\.pooler\.dense\.bias/.test(w)), warnings.join('\n'));
+  });
+
+  for (const dtype of ['F16', 'BF16'] as const) {
+    it(`${dtype} checkpoints are computed in fp32 (same result as fp32 weights of the same values)`, async () => {
+      const round = (x: number) => {
+        if (dtype === 'BF16') {
+          const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
+          return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+        }
+        return toHalf(x);
+      };
+      const fromHalf = (h: number): number => {
+        if (dtype === 'BF16') return new Float32Array(new Uint32Array([h << 16]).buffer)[0]!;
+        const s = h & 0x8000 ? -1 : 1;
+        const e = (h >>> 10) & 0x1f;
+        const m = h & 0x3ff;
+        return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
+      };
+      const half = checkpointWith(`half-${dtype}`, (ref, bytes) => {
+        if (ref.dtype !== 'F32') return { ref, bytes };
+        const h = Uint16Array.from(f32(bytes), round);
+        return { ref: { ...ref, dtype, byteLength: h.byteLength }, bytes: new Uint8Array(h.buffer) };
+      });
+      const rounded = checkpointWith(`rounded-${dtype}`, (ref, bytes) => {
+        if (ref.dtype !== 'F32') return { ref, bytes };
+        const v = Float32Array.from(f32(bytes), (x) => fromHalf(round(x)));
+        return { ref, bytes: new Uint8Array(v.buffer) };
+      });
+      const cache = path.join(tmp, `cache-${dtype}`);
+      const a = await AltCLIPModel.fromPretrained(half, { graphCacheDir: cache });
+      const b = await AltCLIPModel.fromPretrained(rounded, { graphCacheDir: cache });
+      try {
+        const pixelValues = new Goldens(path.join(FIXTURES, 'image_processor', 'pixel_values.safetensors')).concat(['pixel_values/cat']);
+        const x = await a.forward({ ...inputs, pixelValues });
+        const y = await b.forward({ ...inputs, pixelValues });
+        assertClose(x.textEmbeds, y.textEmbeds, 1e-6, `${dtype}/text_embeds`);
+        assertClose(x.imageEmbeds, y.imageEmbeds, 1e-6, `${dtype}/image_embeds`);
+        // and still near the fp32 reference
+        assertClose(x.logitsPerImage, goldens.get('single/outputs/logits_per_image'), dtype === 'F16' ? 0.05 : 0.5, `${dtype}/logits_per_image`);
+      } finally {
+        await Promise.all([a.dispose(), b.dispose()]);
+      }
+    });
+  }
+});
