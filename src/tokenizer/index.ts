@@ -92,7 +92,8 @@ const CLEAN_UP: [string, string][] = [
   [" 're", "'re"],
 ];
 
-const utf8 = new TextDecoder('utf-8');
+// ignoreBOM: a piece may start with U+FEFF, which a default TextDecoder would drop.
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 function readFile(file: string): Buffer {
   try {
@@ -436,9 +437,9 @@ export class XLMRobertaTokenizer {
     return tokens.map((t) => {
       const a = this.added.get(t);
       if (a) return a.id;
-      const ids = this.encodeText(t);
-      // A piece is its own segmentation only when it is in the vocabulary.
-      return ids.length === 1 && this.convertIdToToken(ids[0]) === t ? ids[0] : this.unkTokenId;
+      // XLMRobertaTokenizer._convert_token_to_id: sp_model.PieceToId, and not found -> <unk>.
+      const id = this.backend.unigram.pieceToId(Buffer.from(t, 'utf8'));
+      return id < 0 ? this.unkTokenId : this.backend.toHfId[id];
     });
   }
 

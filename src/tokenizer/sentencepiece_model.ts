@@ -95,7 +95,7 @@ class Reader {
   }
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: false });
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 function parseNormalizerSpec(r: Reader, end: number): NormalizerSpec {
   // Defaults from sentencepiece_model.proto.

@@ -96,7 +96,7 @@ class PieceTrie {
         }
       }
       if (this.nodeValue[node] !== -1) {
-        const piece = new TextDecoder().decode(bytes.subarray(s, e));
+        const piece = new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes.subarray(s, e));
         throw new Error(`${vocab.file}: piece ${JSON.stringify(piece)} is defined twice (ids ${this.nodeValue[node]} and ${id})`);
       }
       this.nodeValue[node] = id;
@@ -139,6 +139,29 @@ export class Unigram {
     this.bestScore = new Float32Array(size);
     this.startsAt = new Int32Array(size);
     this.bestId = new Int32Array(size);
+  }
+
+  /** Id of the piece whose UTF-8 bytes are exactly `piece` (Darts exactMatchSearch), or -1. */
+  pieceToId(piece: Uint8Array): number {
+    this.prepare();
+    const { keys, children, shift, mask, root, nodeValue } = this.trie!;
+    if (piece.length === 0) return -1;
+    let node = root[piece[0]];
+    for (let p = 1; p < piece.length && node >= 0; p++) {
+      const key = (node << 8) | piece[p];
+      let h = Math.imul(key, HASH_MUL) >>> shift;
+      node = -1;
+      for (;;) {
+        const k = keys[h];
+        if (k === key) {
+          node = children[h];
+          break;
+        }
+        if (k === -1) break;
+        h = (h + 1) & mask;
+      }
+    }
+    return node >= 0 ? nodeValue[node] : -1;
   }
 
   /** Segments `text` (normalized UTF-8) into the highest-scoring sequence of pieces. */
