@@ -17,6 +17,8 @@ export interface SessionOptions {
   threads?: number;
   /** Where built graphs go (default: $ALTCLIP_CACHE, else $XDG_CACHE_HOME/altclip, else ~/.cache/altclip). */
   graphCacheDir?: string;
+  /** onnxruntime execution providers, in order of preference (default ["cpu"]; "cuda" needs the GPU build). */
+  executionProviders?: string[];
 }
 
 const OPSETS = { '': 17, 'com.microsoft': 1 };
@@ -33,6 +35,7 @@ export function sessionOptions(options: SessionOptions): ort.InferenceSession.Se
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    executionProviders: options.executionProviders ?? ['cpu'],
   };
 }
 
