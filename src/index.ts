@@ -1,9 +1,14 @@
-// altclip: BAAI's AltCLIP in TypeScript on ONNX Runtime.
+// altclip: BAAI's AltCLIP in TypeScript on ONNX Runtime. Everything public is exported here.
 export { Tensor, type TensorType } from './tensor.js';
 export { AltCLIPConfig, AltCLIPTextConfig, AltCLIPVisionConfig } from './config.js';
 export {
   AltCLIPModel, AltCLIPTextModel, AltCLIPVisionModel, interpolatePositionEmbeddings,
   type AltCLIPOutput, type ModelOptions, type OutputFlags, type TextInputs, type TowerOutput, type VisionInputs,
 } from './models/altclip.js';
-export { resolveFile, type PretrainedOptions } from './hub/index.js';
+export { XLMRobertaTokenizer } from './tokenizer/index.js';
+export type { BatchEncodeOptions, BatchEncoding, DecodeOptions, EncodeOptions, TokenizerOptions } from './tokenizer/index.js';
+export * from './image/index.js';
+export { AltCLIPProcessor, type ProcessInputs, type ProcessorOutput } from './processor.js';
+export * from './tasks/index.js';
+export { HubError, resolveFile, type PretrainedOptions } from './hub/index.js';
 export { loadWeights, openSafetensors, openTorchBin, type TensorRef, type Weights } from './weights/index.js';
