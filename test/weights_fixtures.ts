@@ -18,8 +18,8 @@ export function safetensorsBytes(tensors: RawTensor[], metadata?: Record<string,
 }
 
 /** A safetensors file from a header given as text (for corrupt headers) and the data bytes. */
-export function rawSafetensors(headerJson: string, data: Uint8Array): Buffer {
-  const json = Buffer.from(headerJson);
+export function rawSafetensors(headerJson: string | Uint8Array, data: Uint8Array): Buffer {
+  const json = typeof headerJson === 'string' ? Buffer.from(headerJson) : headerJson;
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.length));
   return Buffer.concat([len, json, data]);

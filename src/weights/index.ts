@@ -44,7 +44,10 @@ export function makeWeights(tensors: Map<string, TensorRef>): Weights {
     readFloat32(name: string): Float32Array {
       const ref = tensors.get(name);
       if (!ref) throw new Error(`no tensor named ${name} in the weights (${[...new Set([...tensors.values()].map((t) => t.file))].join(', ')})`);
-      return toFloat32(ref.dtype, readTensorBytes(ref));
+      const bytes = readTensorBytes(ref);
+      // bytes read from the file are a fresh, aligned buffer: F32 needs no second copy
+      if (ref.dtype === 'F32' && !ref.data) return new Float32Array(bytes.buffer, 0, ref.byteLength / 4);
+      return toFloat32(ref.dtype, bytes);
     },
   };
 }

@@ -28,9 +28,11 @@ export function openSafetensors(file: string): Map<string, TensorRef> {
     const headerBuf = Buffer.alloc(headerLen);
     if (fs.readSync(fd, headerBuf, 0, headerLen, 8) !== headerLen) fail('could not read the header');
 
+    // The format requires the JSON to start with "{" (safetensors' InvalidHeaderStart) and be UTF-8.
+    if (headerBuf[0] !== 0x7b) fail('header does not start with "{"');
     let header: unknown;
     try {
-      header = JSON.parse(headerBuf.toString('utf8'));
+      header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBuf));
     } catch (e) {
       fail(`header is not valid JSON (${(e as Error).message})`);
     }

@@ -127,7 +127,7 @@ function readStateDict(file: string, real: string, zip: ZipFile): Map<string, Te
   const storages = new Map<string, Storage>();
   // torch/serialization.py `persistent_load`: ('storage', storage_type, key, location, numel)
   const persistentLoad = (pid: unknown): Storage => {
-    if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage') fail(`unsupported persistent id ${pyTypeName(pid)} ${String(pid?.[0 as never])}`);
+    if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage') fail(`unsupported persistent id (a ${pyTypeName(pid)}, not ('storage', type, key, location, numel))`);
     const [, type, key, , numel] = pid as unknown[];
     if (!(type instanceof StorageType)) fail(`storage type ${pyTypeName(type)} is not supported`);
     if (typeof key !== 'string' || !/^[\w.-]+$/.test(key)) fail(`storage key ${JSON.stringify(key)} is not a plain name`);

@@ -197,7 +197,8 @@ function checkEntryName(name: string, fail: (problem: string) => never): void {
 }
 
 let crcTable: Uint32Array | undefined;
-export function crc32(data: Uint8Array): number {
+/** CRC-32 (zip's), continuing from `prev` (the CRC of the bytes before `data`). */
+export function crc32(data: Uint8Array, prev = 0): number {
   if (!crcTable) {
     crcTable = new Uint32Array(256);
     for (let n = 0; n < 256; n++) {
@@ -206,7 +207,7 @@ export function crc32(data: Uint8Array): number {
       crcTable[n] = c >>> 0;
     }
   }
-  let c = 0xffffffff;
+  let c = (prev ^ 0xffffffff) >>> 0;
   for (let i = 0; i < data.length; i++) c = crcTable[(c ^ data[i]) & 0xff] ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }
