@@ -123,8 +123,15 @@ async function downloadBlobOnce(
  */
 async function lockBlob(lockFile: string, blob: string): Promise<(() => void) | null> {
   fs.mkdirSync(path.dirname(lockFile), { recursive: true });
+  const since = Date.now();
+  let warned = false;
   for (;;) {
     if (fs.existsSync(blob)) return null;
+    if (!warned && Date.now() - since > 10_000) {
+      // huggingface_hub logs the same every 10 s: say what we wait for, so it can be undone.
+      process.emitWarning(`waiting for another process to finish downloading ${blob} (delete ${lockFile} if none is)`);
+      warned = true;
+    }
     try {
       fs.writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
       return () => fs.rmSync(lockFile, { force: true });

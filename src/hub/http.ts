@@ -83,15 +83,15 @@ export async function fetchMetadata(url: string, settings: HubSettings, ref: Hub
   throw new HubError('BadResponse', ref, `more than ${MAX_REDIRECTS} redirects from ${url}`);
 }
 
-/** The state of a download in progress: the open `.incomplete` file and the digest so far. */
+/** A download in progress: the open `.incomplete` file, how much of it is written, its digest so far. */
 interface Partial {
-  fd: number;
+  file: fs.promises.FileHandle;
   written: number;
   hash: Hash | null;
 }
 
-function restart(part: Partial): void {
-  fs.ftruncateSync(part.fd, 0);
+async function restart(part: Partial): Promise<void> {
+  await part.file.truncate(0);
   part.written = 0;
   if (part.hash) part.hash = createHash('sha256');
 }
@@ -110,16 +110,16 @@ export async function downloadToFile(
   ref: HubFileRef,
 ): Promise<void> {
   const part: Partial = {
-    fd: fs.openSync(incomplete, fs.constants.O_RDWR | fs.constants.O_CREAT),
+    file: await fs.promises.open(incomplete, fs.constants.O_RDWR | fs.constants.O_CREAT),
     written: 0,
     hash: expected.sha256 ? createHash('sha256') : null,
   };
   let bar: cliProgress.SingleBar | null = null;
   let failure: string | null = null;
   try {
-    part.written = fs.fstatSync(part.fd).size;
-    if (part.written > expected.size) restart(part);
-    if (part.hash && part.written > 0) hashPrefix(part.fd, part.written, part.hash);
+    part.written = (await part.file.stat()).size;
+    if (part.written > expected.size) await restart(part);
+    if (part.hash && part.written > 0) await hashPrefix(part.file, part.written, part.hash);
     if (settings.progressStream && expected.size >= PROGRESS_MIN_BYTES) {
       bar = new cliProgress.SingleBar(
         { format: `${ref.filename} [{bar}] {percentage}% | {value}/{total} bytes | ETA {eta_formatted}`, stream: settings.progressStream, hideCursor: true },
@@ -146,7 +146,7 @@ export async function downloadToFile(
         if (failures > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(25 * 2 ** failures, 2000)));
       }
     }
-    const size = fs.fstatSync(part.fd).size;
+    const size = (await part.file.stat()).size;
     const actual = part.hash?.digest('hex');
     if (size !== expected.size) {
       failure = `consistency check failed: the file should be ${expected.size} bytes but is ${size}`;
@@ -155,7 +155,7 @@ export async function downloadToFile(
     }
   } finally {
     bar?.stop();
-    fs.closeSync(part.fd);
+    await part.file.close();
   }
   if (failure) {
     fs.rmSync(incomplete, { force: true });
@@ -163,13 +163,13 @@ export async function downloadToFile(
   }
 }
 
-function hashPrefix(fd: number, length: number, hash: Hash): void {
+async function hashPrefix(file: fs.promises.FileHandle, length: number, hash: Hash): Promise<void> {
   const buf = Buffer.allocUnsafe(Math.min(length, 1 << 22));
   for (let pos = 0; pos < length; ) {
-    const n = fs.readSync(fd, buf, 0, Math.min(buf.length, length - pos), pos);
-    if (n === 0) break;
-    hash.update(buf.subarray(0, n));
-    pos += n;
+    const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, length - pos), pos);
+    if (bytesRead === 0) break;
+    hash.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
   }
 }
 
@@ -188,10 +188,10 @@ async function getOnce(
   bar: cliProgress.SingleBar | null,
 ): Promise<void> {
   const controller = new AbortController();
-  let timer = setTimeout(() => controller.abort(), settings.downloadTimeoutMs);
+  const timer = setTimeout(() => controller.abort(), settings.downloadTimeoutMs); // refreshed by each chunk
+  let current = url;
+  let res: Response | null = null;
   try {
-    let current = url;
-    let res: Response | null = null;
     for (let hop = 0; hop <= MAX_REDIRECTS && !res; hop++) {
       const headers = requestHeaders(settings);
       if (originOf(current) !== originOf(settings.endpoint)) delete headers.authorization;
@@ -209,7 +209,7 @@ async function getOnce(
     if (res.status === 416 && part.written > 0) {
       // Range not satisfiable: the partial file cannot belong to this blob; start over.
       await res.body?.cancel();
-      restart(part);
+      await restart(part);
       throw new NetworkError(`the server refused to resume (HTTP 416) at ${current}`);
     }
     if (res.status >= 400) {
@@ -223,32 +223,40 @@ async function getOnce(
         throw new HubError('BadResponse', ref, `asked for bytes ${part.written}- but got "${res.headers.get('content-range')}" from ${current}`);
       }
     } else if (part.written > 0) {
-      restart(part); // the server ignored the Range header and sends the whole file
+      await restart(part); // the server ignored the Range header and sends the whole file
       bar?.update(0);
     }
     if (!res.body) return;
+    // One write is in flight while the next chunk is read (a blocking write per chunk halves the
+    // throughput); all that was received is on disk before returning or throwing, so a resume
+    // starts exactly where this stopped.
     const reader = res.body.getReader();
-    for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
-      try {
-        chunk = await reader.read();
-      } catch (error) {
-        const reason = controller.signal.aborted ? `no data for ${settings.downloadTimeoutMs / 1000}s` : String((error as Error).message);
-        throw new NetworkError(`connection lost while downloading ${current}: ${reason}`, { cause: error });
+    let pending: Promise<unknown> = Promise.resolve();
+    try {
+      for (;;) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          const reason = controller.signal.aborted ? `no data for ${settings.downloadTimeoutMs / 1000}s` : (error as Error).message;
+          throw new NetworkError(`connection lost while downloading ${current}: ${reason}`, { cause: error });
+        }
+        if (chunk.done) return;
+        timer.refresh();
+        const data = chunk.value;
+        await pending;
+        if (part.written + data.length > size) {
+          await reader.cancel();
+          await restart(part);
+          throw new HubError('DownloadFailed', ref, `the server sent more than the announced ${size} bytes`);
+        }
+        pending = part.file.write(data, 0, data.length, part.written);
+        part.hash?.update(data);
+        part.written += data.length;
+        bar?.update(part.written);
       }
-      if (chunk.done) return;
-      clearTimeout(timer);
-      timer = setTimeout(() => controller.abort(), settings.downloadTimeoutMs);
-      const data = chunk.value;
-      if (part.written + data.length > size) {
-        await reader.cancel();
-        restart(part);
-        throw new HubError('DownloadFailed', ref, `the server sent more than the announced ${size} bytes`);
-      }
-      fs.writeSync(part.fd, data, 0, data.length, part.written);
-      part.hash?.update(data);
-      part.written += data.length;
-      bar?.update(part.written);
+    } finally {
+      await pending;
     }
   } finally {
     clearTimeout(timer);
