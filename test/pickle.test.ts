@@ -122,6 +122,22 @@ describe('hostile checkpoints are refused without side effects', () => {
     refused(evil(() => new Pickle().proto(4).op(0x8d, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff).stop().build_()), /runs past the end of the pickle/);
     refused(evil(() => new Pickle().proto(2).op(0x8b, 0xff, 0xff, 0xff, 0x7f).stop().build_()), /runs past the end of the pickle/);
   });
+  test('a storage key that is a path, and a persistent id that is not a storage', () => {
+    refused(evil(() => new Pickle().proto(2).emptyDict().str('w').call('torch._utils', '_rebuild_tensor_v2', (p) => {
+      p.mark().str('storage').global('torch', 'FloatStorage').str('../../etc/passwd').str('cpu').int(1).tuple().binpersid();
+      p.int(0).dims([1]).dims([1]).bool(false).emptyDict();
+    }).setitem().stop().build_()), /storage key "\.\.\/\.\.\/etc\/passwd" is not a plain name/);
+    refused(evil(() => new Pickle().proto(2).str('x').binpersid().stop().build_()), /unsupported persistent id \(a str/);
+  });
+  test('a deflated data.pkl that inflates past its declared size (zip bomb)', () => {
+    const bomb = new Pickle().proto(2).emptyList();
+    for (let i = 0; i < 100_000; i++) bomb.none().append();
+    const zip = zipBytes([{ name: 'archive/data.pkl', data: bomb.stop().build_(), deflate: true }]);
+    const cd = zip.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+    zip.writeUInt32LE(1000, cd + 24); // declared size: 1000 bytes
+    const marker = path.join(tmp, `pwned-${++n}`);
+    refused({ file: writeFile(path.join(tmp, 'bomb.bin'), zip), marker }, /does not inflate to its declared 1000 bytes/);
+  });
   test('a pickle without STOP (truncated)', () => {
     const pkl = stateDictPickle([{ name: 'w', dtype: 'F32', key: '0', numel: 1, offset: 0, size: [1], stride: [1] }]);
     refused(evil(() => pkl.subarray(0, pkl.length - 5)), /(ends without a STOP|runs past the end|no terminating newline)/);

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { DTYPE_BITS, loadWeights, openSafetensors, openTorchBin, readTensorBytes, type TensorRef } from '../src/weights/index.js';
+import { DTYPE_BITS, loadWeights, makeWeights, openSafetensors, openTorchBin, readTensorBytes, type TensorRef } from '../src/weights/index.js';
 import {
   Pickle, contiguousStride, rawSafetensors, safetensorsBytes, stateDictPickle, torchBinBytes, writeFile, zipBytes, type RawTensor,
 } from './weights_fixtures.js';
@@ -104,6 +104,7 @@ describe('safetensors dtypes', () => {
     }));
     const t = openSafetensors(writeFile(path.join(tmp, 'dtypes.safetensors'), safetensorsBytes(tensors, { format: 'pt' })));
     for (const [dtype, bits] of Object.entries(DTYPE_BITS)) assert.equal(t.get(`t_${dtype}`)!.byteLength, bits, dtype);
+    assert.throws(() => makeWeights(t).readFloat32('t_F4'), /dtypes\.safetensors: tensor t_F4: F4 values have no float32 conversion/);
     // 3 F4 values are a byte and a half: refused as safetensors does (MisalignedSlice)
     const odd = writeFile(path.join(tmp, 'f4.safetensors'), rawSafetensors('{"x":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}', new Uint8Array(2)));
     assert.throws(() => openSafetensors(odd), /tensor "x": shape \[3\] of F4 is not a whole number of bytes/);

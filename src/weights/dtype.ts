@@ -25,6 +25,9 @@ export interface TensorRef {
   data?: Uint8Array;
 }
 
+/** fs.readSync reads at most 2 GiB - 1 per call. */
+export const MAX_READ = 1 << 30;
+
 /** A tensor's raw bytes: `data`, or read from its file (positioned reads, no mmap). */
 export function readTensorBytes(ref: TensorRef): Uint8Array {
   if (ref.data) return ref.data;
@@ -33,7 +36,7 @@ export function readTensorBytes(ref: TensorRef): Uint8Array {
   try {
     let done = 0;
     while (done < out.length) {
-      const n = fs.readSync(fd, out, done, out.length - done, ref.offset + done);
+      const n = fs.readSync(fd, out, done, Math.min(out.length - done, MAX_READ), ref.offset + done);
       if (n === 0) throw new Error(`${ref.file}: file ends inside tensor ${ref.name} (truncated since it was opened?)`);
       done += n;
     }
@@ -101,8 +104,8 @@ function fp8ToFloat(dtype: 'F8_E4M3' | 'F8_E5M2' | 'F8_E8M0', b: number): number
  * float32 (what `tensor.float()` gives); integer and bool types are converted by value.
  */
 export function toFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
-  const size = DTYPE_BITS[dtype] / 8;
-  const n = Math.floor(bytes.byteLength / size);
+  if (DTYPE_BITS[dtype] % 8 || dtype === 'C64') throw new Error(`${dtype} values have no float32 conversion`);
+  const n = Math.floor(bytes.byteLength / (DTYPE_BITS[dtype] / 8));
   if (dtype === 'F32') {
     const out = new Float32Array(n); // an aligned copy (bytes may be a Buffer view at any offset)
     new Uint8Array(out.buffer).set(bytes.subarray(0, n * 4));
@@ -135,6 +138,6 @@ export function toFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
     case 'U64': for (let i = 0; i < n; i++) out[i] = Number(dv.getBigUint64(i * 8, true)); return out;
     case 'I64': for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(i * 8, true)); return out;
     default:
-      throw new Error(`cannot convert ${dtype} values to float32`);
+      throw new Error(`${dtype} values have no float32 conversion`);
   }
 }

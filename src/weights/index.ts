@@ -47,7 +47,11 @@ export function makeWeights(tensors: Map<string, TensorRef>): Weights {
       const bytes = readTensorBytes(ref);
       // bytes read from the file are a fresh, aligned buffer: F32 needs no second copy
       if (ref.dtype === 'F32' && !ref.data) return new Float32Array(bytes.buffer, 0, ref.byteLength / 4);
-      return toFloat32(ref.dtype, bytes);
+      try {
+        return toFloat32(ref.dtype, bytes);
+      } catch (e) {
+        throw new Error(`${ref.file}: tensor ${name}: ${(e as Error).message}`);
+      }
     },
   };
 }

@@ -4,6 +4,7 @@
 // Layout per APPNOTE.TXT (PKWARE): local headers, central directory, [zip64 EOCD + locator], EOCD.
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
+import { MAX_READ } from './dtype.js';
 
 export interface ZipEntry {
   name: string;
@@ -58,7 +59,7 @@ export class ZipFile {
     const buf = Buffer.alloc(length);
     let done = 0;
     while (done < length) {
-      const n = fs.readSync(this.fd, buf, done, length - done, position + done);
+      const n = fs.readSync(this.fd, buf, done, Math.min(length - done, MAX_READ), position + done);
       if (n === 0) this.fail(`file ends at byte ${position + done} (truncated?)`);
       done += n;
     }
