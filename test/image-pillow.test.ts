@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { convertToRGB, decodeImage, resize, type RawImage, type Resample } from '../src/image/index.js';
+import { convertToRGB, decodeImage, resize, setResampleBackend, type RawImage, type Resample } from '../src/image/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const G = JSON.parse(fs.readFileSync(path.join(here, 'image_pillow_goldens.json'), 'utf8')) as {
@@ -35,16 +35,23 @@ function synth(w: number, h: number, c: 1 | 3): RawImage {
 
 test('goldens come from Pillow 9.4.0', () => assert.equal(G.pillow, '9.4.0'));
 
-test('every filter and size matches Pillow Image.resize bit for bit', () => {
-  const failures: string[] = [];
-  for (const c of G.resize) {
-    const out = resize(synth(c.width, c.height, c.channels), c.to[0], c.to[1], c.filter);
-    assert.deepEqual([out.width, out.height, out.channels], [c.to[0], c.to[1], c.channels]);
-    if (sha256(out.data as Uint8Array) !== c.sha256) failures.push(`${c.width}x${c.height}x${c.channels} -> ${c.to.join('x')} ${c.filter}`);
-  }
-  assert.deepEqual(failures, [], `${failures.length} of ${G.resize.length} resizes differ from Pillow`);
-  assert.ok(G.resize.length >= 80);
-});
+for (const backend of ['wasm', 'js'] as const) {
+  test(`every filter and size matches Pillow Image.resize bit for bit (${backend} passes)`, () => {
+    setResampleBackend(backend);
+    try {
+      const failures: string[] = [];
+      for (const c of G.resize) {
+        const out = resize(synth(c.width, c.height, c.channels), c.to[0], c.to[1], c.filter);
+        assert.deepEqual([out.width, out.height, out.channels], [c.to[0], c.to[1], c.channels]);
+        if (sha256(out.data as Uint8Array) !== c.sha256) failures.push(`${c.width}x${c.height}x${c.channels} -> ${c.to.join('x')} ${c.filter}`);
+      }
+      assert.deepEqual(failures, [], `${failures.length} of ${G.resize.length} resizes differ from Pillow`);
+      assert.ok(G.resize.length >= 80);
+    } finally {
+      setResampleBackend('wasm');
+    }
+  });
+}
 
 test('decoded formats and modes match Pillow Image.open(...).convert("RGB")', async () => {
   const failures: string[] = [];

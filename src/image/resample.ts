@@ -6,6 +6,7 @@
 // affine transform. Every channel is filtered independently, as Pillow does for L / RGB / RGBX.
 // Pillow premultiplies RGBA / LA before resizing (Image.resize converts to RGBa / La); this module
 // does not: it is only called on images whose alpha was already dropped.
+import { RESAMPLE_WASM } from './resample_wasm.js';
 import type { RawImage } from './types.js';
 
 export type Resample = 'nearest' | 'lanczos' | 'bilinear' | 'bicubic' | 'box' | 'hamming';
@@ -198,6 +199,72 @@ function vertical(src: Uint8Array, width: number, ch: number, c: Coeffs): Uint8A
   return new Uint8Array(out.buffer);
 }
 
+// The same passes in WebAssembly SIMD (resample.wat), 3-6x faster than the JS loops above, which
+// stay as the fallback and for the horizontal pass of 1/2/4-channel images.
+interface WasmPasses {
+  memory: WebAssembly.Memory;
+  hpass3(src: number, srcStride: number, rows: number, outW: number, bounds: number, kk: number, ksize: number, out: number): void;
+  vpass(src: number, stride: number, outH: number, bounds: number, kk: number, ksize: number, out: number): void;
+}
+let wasm: WasmPasses | null | undefined;
+let backend: 'wasm' | 'js' = 'wasm';
+
+function wasmPasses(): WasmPasses | null {
+  if (backend === 'js') return null;
+  if (wasm === undefined) {
+    try {
+      const module = new WebAssembly.Module(Buffer.from(RESAMPLE_WASM, 'base64'));
+      wasm = new WebAssembly.Instance(module, {}).exports as unknown as WasmPasses;
+    } catch {
+      wasm = null; // no WebAssembly SIMD: the JS passes give the same bytes
+    }
+  }
+  return wasm;
+}
+
+/** Choose the pass implementation (both give identical bytes; 'js' is for tests and old runtimes). */
+export function setResampleBackend(b: 'wasm' | 'js'): void {
+  backend = b;
+}
+
+/** Lays out byte lengths in the wasm memory (16-byte aligned, 16 spare bytes each), growing it. */
+function wasmLayout(w: WasmPasses, sizes: number[]): number[] {
+  const offsets: number[] = [];
+  let end = 0;
+  for (const size of sizes) {
+    offsets.push(end);
+    end += Math.ceil((size + 16) / 16) * 16;
+  }
+  const have = w.memory.buffer.byteLength;
+  if (end > have) w.memory.grow(Math.ceil((end - have) / 65536));
+  return offsets;
+}
+
+function horizontalWasm(w: WasmPasses, src: Uint8Array, srcWidth: number, y0: number, rows: number, c: Coeffs): Uint8Array {
+  const outW = c.bounds.length >> 1;
+  const srcBytes = src.subarray(y0 * srcWidth * 3, (y0 + rows) * srcWidth * 3);
+  const outLen = rows * outW * 3;
+  const [pSrc, pBounds, pKK, pOut] = wasmLayout(w, [srcBytes.length, c.bounds.byteLength, c.kk.byteLength, outLen]);
+  const mem = new Uint8Array(w.memory.buffer);
+  mem.set(srcBytes, pSrc);
+  new Int32Array(w.memory.buffer, pBounds, c.bounds.length).set(c.bounds);
+  new Int32Array(w.memory.buffer, pKK, c.kk.length).set(c.kk);
+  w.hpass3(pSrc, srcWidth * 3, rows, outW, pBounds, pKK, c.ksize, pOut);
+  return mem.slice(pOut, pOut + outLen);
+}
+
+function verticalWasm(w: WasmPasses, src: Uint8Array, width: number, ch: number, c: Coeffs): Uint8Array {
+  const outH = c.bounds.length >> 1;
+  const outLen = outH * width * ch;
+  const [pSrc, pBounds, pKK, pOut] = wasmLayout(w, [src.length, c.bounds.byteLength, c.kk.byteLength, outLen]);
+  const mem = new Uint8Array(w.memory.buffer);
+  mem.set(src, pSrc);
+  new Int32Array(w.memory.buffer, pBounds, c.bounds.length).set(c.bounds);
+  new Int32Array(w.memory.buffer, pKK, c.kk.length).set(c.kk);
+  w.vpass(pSrc, width * ch, outH, pBounds, pKK, c.ksize, pOut);
+  return mem.slice(pOut, pOut + outLen);
+}
+
 function copyRegion(image: RawImage, r: Region): Uint8Array {
   const { width, channels: ch } = image;
   const out = new Uint8Array(r.width * r.height * ch);
@@ -275,8 +342,14 @@ export function resize(image: RawImage, width: number, height: number, resample:
     rows = vert.bounds[last] + vert.bounds[last + 1] - y0;
     for (let i = 0; i < vert.bounds.length; i += 2) vert.bounds[i] -= y0;
   }
-  const tmp = needHorizontal
-    ? horizontal(data, image.width, ch, y0, rows, precomputeCoeffs(image.width, width, filter, r.left, r.width))
-    : copyRegion(src, { left: r.left, top: y0, width: r.width, height: rows });
-  return result(vert ? vertical(tmp, r.width, ch, vert) : tmp);
+  const w = wasmPasses();
+  let tmp: Uint8Array;
+  if (needHorizontal) {
+    const horiz = precomputeCoeffs(image.width, width, filter, r.left, r.width);
+    tmp = w && ch === 3 ? horizontalWasm(w, data, image.width, y0, rows, horiz) : horizontal(data, image.width, ch, y0, rows, horiz);
+  } else {
+    tmp = copyRegion(src, { left: r.left, top: y0, width: r.width, height: rows });
+  }
+  if (!vert) return result(tmp);
+  return result(w ? verticalWasm(w, tmp, r.width, ch, vert) : vertical(tmp, r.width, ch, vert));
 }
