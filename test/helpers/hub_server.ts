@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 export type FileSpec = string | Buffer | { content: string | Buffer; lfs: boolean };
 
 export interface RepoSpec {
-  /** commit hash -> files (path -> content). Files ending in .safetensors/.bin are LFS by default. */
+  /** commit hash -> files (path -> content). Files ending in .safetensors/.bin/.model are LFS by default. */
   commits: Record<string, Record<string, FileSpec>>;
   /** branch/tag -> commit hash */
   refs: Record<string, string>;
@@ -62,7 +62,7 @@ export const sha256 = (content: Buffer) => createHash('sha256').update(content).
 function store(spec: FileSpec, name: string): StoredFile {
   const { content, lfs } =
     typeof spec === 'string' || Buffer.isBuffer(spec)
-      ? { content: Buffer.from(spec), lfs: /\.(safetensors|bin)$/.test(name) }
+      ? { content: Buffer.from(spec), lfs: /\.(safetensors|bin|model)$/.test(name) }
       : { content: Buffer.from(spec.content), lfs: spec.lfs };
   return { content, lfs, etag: lfs ? sha256(content) : gitBlobSha1(content) };
 }
