@@ -45,7 +45,7 @@ export function writeSafetensors(file: string, tensors: Record<string, BenchTens
   writeFileSync(file, Buffer.concat(parts));
 }
 
-export function readSafetensors(file: string): Map<string, BenchTensor> {
+export function readSafetensors(file: string, names?: string[]): Map<string, BenchTensor> {
   const buf = readFileSync(file);
   if (buf.length < 8) throw new Error(`${file}: not a safetensors file (too short)`);
   const n = Number(buf.readBigUInt64LE(0));
@@ -53,7 +53,7 @@ export function readSafetensors(file: string): Map<string, BenchTensor> {
   const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
   const out = new Map<string, BenchTensor>();
   for (const [name, e] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
+    if (name === '__metadata__' || (names && !names.includes(name))) continue;
     const [b, end] = e.data_offsets;
     const bytes = buf.subarray(8 + n + b, 8 + n + end);
     const copy = new Uint8Array(bytes); // aligned copy

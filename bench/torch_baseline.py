@@ -337,8 +337,16 @@ def cmd_verify(args):
             di = (i - gold[f"{p}/get_image_features"]).abs().max().item()
             report[f"{ckpt}/{p}"] = {"text_max_abs_diff": dt, "image_max_abs_diff": di}
             worst = max(worst, dt, di)
-    print(json.dumps({"ok": worst <= 1e-4, "worst_max_abs_diff": worst, "combos": report}, indent=1))
+    print(json.dumps({"ok": worst <= 1e-4, "worst_max_abs_diff": worst, "combos": report}))
     return 0 if worst <= 1e-4 else 1
+
+
+def blas_library():
+    """The BLAS torch calls (BLAS_INFO=generic in Debian's build: whatever libblas.so.3 points to).
+    Debian's reference BLAS (libblas3) is ~50x slower than OpenBLAS (libopenblas0-pthread)."""
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "blas" in line.split()[-1]}
+    return sorted(os.path.realpath(p) for p in libs)
 
 
 def cmd_bench(args):
@@ -373,7 +381,7 @@ def cmd_bench(args):
     if args.out:
         write_safetensors(args.out, features)
     print(json.dumps({
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "blas": blas_library(), "threads": torch.get_num_threads(),
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "load_s": load_s,
         "rss_after_load_bytes": rss_after_load,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "rows": result,

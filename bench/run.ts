@@ -1,0 +1,257 @@
+// `npm run bench`: full-size AltCLIP (random weights, BAAI/AltCLIP's config) — our model vs an eager
+// PyTorch baseline measured in the same run, on the same inputs. Each configuration runs in its own
+// child process (clean peak RSS, thread settings fixed before the libraries load).
+//
+//   npm run bench                         everything; writes BENCHMARKS.md
+//   npm run bench -- --only image         a subset: load, image, text, or rows image1,image8,text1,text32
+//   npm run bench -- --dtype q8           our q8 rows (+ cosine vs our fp32 if fp32 is measured too)
+//   npm run bench -- --no-torch           skip the baseline; --torch-grid 1x1,2x1 picks torch settings
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { DEFAULT_SEED, defaultCheckpointDir, ensureCheckpoint } from './generate_checkpoint.js';
+import { writeInputs } from './inputs.js';
+import { readSafetensors } from './safetensors_io.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..');
+const cache = join(here, '.cache');
+const MODEL_MODULE = join(root, 'src', 'models', 'altclip.ts');
+const ROWS = ['image1', 'image8', 'text1', 'text32'] as const;
+type Row = (typeof ROWS)[number];
+const ROW_LABEL: Record<Row, string> = {
+  image1: 'getImageFeatures, batch 1', image8: 'getImageFeatures, batch 8',
+  text1: 'getTextFeatures, batch 1 (8 tokens)', text32: 'getTextFeatures, batch 32 (≤16 tokens)',
+};
+
+interface RowResult { median_s: number; times_s: number[] }
+interface RunResult { load_s: number; rss_after_load_bytes: number; peak_rss_bytes: number; rows: Partial<Record<Row, RowResult>> }
+interface TorchResult extends RunResult { torch: string; blas: string[]; threads: number; openblas_threads: string; setting: string }
+
+const program = new Command()
+  .option('--only <parts>', 'comma list of: load, image, text, image1, image8, text1, text32', '')
+  .option('--dtype <list>', 'our dtypes to measure: fp32, q8 (comma list)', 'fp32,q8')
+  .option('--threads <n>', 'our intra-op threads', String(availableParallelism()))
+  .option('--no-torch', 'skip the PyTorch baseline')
+  .option('--torch-grid <list>', 'torch settings <torch threads>x<OpenBLAS threads>', '1x1,1x2,2x1,2x2')
+  .option('--python <path>', 'python with torch (default: the first of /usr/bin/python3, python3 that imports torch)')
+  .option('--warmup <n>', 'warm-up runs per row', '1')
+  .option('--reps <n>', 'timed runs per row (0: per-row defaults: image1 5, image8 3, text1 10, text32 5)', '0')
+  .option('--seed <n>', 'checkpoint seed', String(DEFAULT_SEED))
+  .option('--write', 'write BENCHMARKS.md even for a subset run')
+  .option('--no-write', 'do not write BENCHMARKS.md')
+  .parse();
+const opts = program.opts<{ only: string; dtype: string; threads: string; torch: boolean; torchGrid: string; python?: string;
+  warmup: string; reps: string; seed: string; write?: boolean }>();
+
+const only = opts.only.split(',').filter(Boolean);
+for (const o of only) if (!['load', 'image', 'text', ...ROWS].includes(o)) throw new Error(`--only: unknown part "${o}"`);
+const rows: Row[] = only.length ? ROWS.filter((r) => only.includes(r) || only.includes(r.replace(/\d+$/, ''))) : [...ROWS];
+const measureLoad = !only.length || only.includes('load');
+const dtypes = opts.dtype.split(',').filter(Boolean);
+for (const d of dtypes) if (d !== 'fp32' && d !== 'q8') throw new Error(`--dtype: unknown dtype "${d}" (fp32, q8)`);
+const log = (m: string) => process.stderr.write(m + '\n');
+
+function runJson<T>(cmd: string, args: string[], env: NodeJS.ProcessEnv, what: string): T | null {
+  const r = spawnSync(cmd, args, { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) {
+    log(`  ${what} failed (exit ${r.status ?? r.signal}):\n${(r.stderr || r.error?.message || '').trim().split('\n').slice(-15).join('\n')}`);
+    return null;
+  }
+  const last = r.stdout.trim().split('\n').pop()!;
+  return JSON.parse(last) as T;
+}
+
+function findPython(): string | null {
+  for (const p of opts.python ? [opts.python] : ['/usr/bin/python3', 'python3']) {
+    if (spawnSync(p, ['-c', 'import torch, numpy'], { stdio: 'ignore' }).status === 0) return p;
+  }
+  return null;
+}
+
+function machine(): { cpu: string; cores: string } {
+  try {
+    const out = execFileSync('lscpu', { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
+    const field = (k: string) => out.match(new RegExp(`^${k}:\\s*(.+)$`, 'm'))?.[1].trim() ?? '?';
+    return { cpu: field('Model name'), cores: field('CPU\\(s\\)') };
+  } catch { return { cpu: '?', cores: String(availableParallelism()) }; }
+}
+
+// ---- numbers ----
+
+function compare(a: Float32Array, b: Float32Array, dim: number) {
+  let maxAbs = 0, minCos = 1;
+  for (let r = 0; r < a.length / dim; r++) {
+    let dot = 0, na = 0, nb = 0;
+    for (let i = r * dim; i < (r + 1) * dim; i++) {
+      maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
+      dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i];
+    }
+    minCos = Math.min(minCos, dot / Math.sqrt(na * nb));
+  }
+  return { maxAbs, minCos };
+}
+
+/** Zero-shot top-1 choices: for each image the best text, for each text the best image (cosine). */
+function top1(img: Float32Array, txt: Float32Array, dim: number): number[] {
+  const norm = (x: Float32Array) => { const o = Float32Array.from(x); for (let r = 0; r < o.length / dim; r++) { let n = 0; for (let i = 0; i < dim; i++) n += o[r * dim + i] ** 2; n = Math.sqrt(n); for (let i = 0; i < dim; i++) o[r * dim + i] /= n; } return o; };
+  const I = norm(img), T = norm(txt), ni = I.length / dim, nt = T.length / dim;
+  const sim = (i: number, t: number) => { let s = 0; for (let k = 0; k < dim; k++) s += I[i * dim + k] * T[t * dim + k]; return s; };
+  const argmax = (n: number, f: (j: number) => number) => { let b = 0; for (let j = 1; j < n; j++) if (f(j) > f(b)) b = j; return b; };
+  return [...Array.from({ length: ni }, (_, i) => argmax(nt, (t) => sim(i, t))), ...Array.from({ length: nt }, (_, t) => argmax(ni, (i) => sim(i, t)))];
+}
+
+const fmtS = (s?: number) => (s === undefined ? '—' : s >= 1 ? `${s.toFixed(2)} s` : `${(s * 1000).toFixed(0)} ms`);
+const fmtGB = (b?: number) => (b === undefined ? '—' : `${(b / 2 ** 30).toFixed(2)} GiB`);
+const fmtX = (a?: number, b?: number) => (a === undefined || b === undefined ? '—' : `${(a / b).toFixed(2)}×`);
+
+// ---- main ----
+
+async function main() {
+  const started = new Date();
+  const load0 = loadavg()[0];
+  const seed = Number(opts.seed);
+  const modelDir = ensureCheckpoint(defaultCheckpointDir(seed), seed, (m) => process.stderr.write(m));
+  const weightsBytes = statSync(join(modelDir, 'model.safetensors')).size;
+  const outDir = join(cache, 'out');
+  mkdirSync(outDir, { recursive: true });
+  const inputs = join(cache, 'inputs.safetensors');
+  const { texts } = writeInputs(join(root, 'test', 'fixtures'), inputs);
+  const common = ['--warmup', opts.warmup, '--reps', opts.reps];
+
+  // PyTorch baseline: one process per thread setting; per row the fastest setting is the baseline.
+  const torchRuns: TorchResult[] = [];
+  const python = opts.torch ? findPython() : null;
+  if (opts.torch && !python) log('  PyTorch baseline skipped: no python3 that imports torch (apt-get install python3-torch)');
+  if (python && rows.length) {
+    const verify = runJson<{ ok: boolean; worst_max_abs_diff: number }>(python, ['bench/torch_baseline.py', 'verify'], { OPENBLAS_NUM_THREADS: '1' }, 'torch baseline verify');
+    if (!verify?.ok) throw new Error(`bench/torch_baseline.py does not reproduce the tiny fixtures' goldens: ${JSON.stringify(verify)}`);
+    log(`  torch baseline matches the tiny goldens (max abs diff ${verify.worst_max_abs_diff.toExponential(1)})`);
+    for (const setting of opts.torchGrid.split(',')) {
+      const [t, b] = setting.split('x');
+      log(`  torch: ${t} torch thread(s), ${b} OpenBLAS thread(s) ...`);
+      const r = runJson<TorchResult>(python, ['bench/torch_baseline.py', 'bench', '--model', modelDir, '--inputs', inputs,
+        '--out', join(outDir, `torch-${setting}.safetensors`), '--threads', t, '--rows', rows.join(','), ...common],
+        { OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }, `torch ${setting}`);
+      if (r) torchRuns.push({ ...r, setting });
+    }
+  }
+  const slowBlas = torchRuns.length > 0 && !torchRuns[0].blas.some((p) => p.includes('openblas'));
+  if (slowBlas) log('  WARNING: torch is not using OpenBLAS (reference BLAS is ~50x slower): apt-get install libopenblas0-pthread');
+  const torchBest: Partial<Record<Row, { s: number; setting: string }>> = {};
+  for (const r of rows) for (const run of torchRuns) {
+    const m = run.rows[r]?.median_s;
+    if (m !== undefined && (torchBest[r] === undefined || m < torchBest[r]!.s)) torchBest[r] = { s: m, setting: run.setting };
+  }
+
+  // Our model: per dtype a cold load (empty graph cache) and a warm process that loads and runs the rows.
+  const ours: Record<string, { cold?: RunResult | null; warm?: RunResult | null }> = {};
+  const haveModel = existsSync(MODEL_MODULE);
+  if (!haveModel) log(`  our model skipped: ${MODEL_MODULE} does not exist yet`);
+  for (const dtype of haveModel ? dtypes : []) {
+    const graphs = join(cache, `graphs-${dtype}`);
+    const worker = ['--import', 'tsx', 'bench/ours_worker.ts', '--model', modelDir, '--inputs', inputs, '--threads', opts.threads, '--dtype', dtype, '--graph-cache', graphs];
+    ours[dtype] = {};
+    if (measureLoad) {
+      rmSync(graphs, { recursive: true, force: true });
+      log(`  ours ${dtype}: cold load ...`);
+      ours[dtype].cold = runJson<RunResult>(process.execPath, worker, {}, `ours ${dtype} cold load`);
+    }
+    log(`  ours ${dtype}: warm load + ${rows.join(', ') || 'nothing else'} ...`);
+    ours[dtype].warm = runJson<RunResult>(process.execPath, [...worker, '--rows', rows.join(','), '--out', join(outDir, `ours-${dtype}.safetensors`), ...common], {}, `ours ${dtype}`);
+  }
+
+  // Agreement: ours fp32 vs torch (same inputs), ours q8 vs ours fp32 (+ zero-shot top-1 agreement).
+  const feats = (f: string) => (existsSync(f) ? readSafetensors(f) : null);
+  const torchF = torchRuns.length ? feats(join(outDir, `torch-${torchRuns[0].setting}.safetensors`)) : null;
+  const oursF: Record<string, ReturnType<typeof feats>> = {};
+  for (const d of Object.keys(ours)) oursF[d] = ours[d].warm ? feats(join(outDir, `ours-${d}.safetensors`)) : null;
+  const agreement: string[] = [];
+  const cmpRows = (a: ReturnType<typeof feats>, b: ReturnType<typeof feats>, what: string) => {
+    if (!a || !b) return;
+    for (const r of rows) {
+      const x = a.get(r), y = b.get(r);
+      if (!x || !y) continue;
+      const { maxAbs, minCos } = compare(x.data as Float32Array, y.data as Float32Array, x.shape[1]);
+      agreement.push(`| ${what} | ${r} | ${maxAbs.toExponential(2)} | ${minCos.toFixed(6)} |`);
+    }
+  };
+  cmpRows(oursF.fp32, torchF, 'ours fp32 vs torch fp32');
+  cmpRows(oursF.q8, oursF.fp32, 'ours q8 vs ours fp32');
+  cmpRows(oursF.q8, torchF, 'ours q8 vs torch fp32');
+  let ranking = '';
+  const f32 = oursF.fp32, q8 = oursF.q8;
+  if (f32?.get('image8') && f32.get('text32') && q8?.get('image8') && q8.get('text32')) {
+    const dim = f32.get('image8')!.shape[1];
+    const a = top1(f32.get('image8')!.data as Float32Array, f32.get('text32')!.data as Float32Array, dim);
+    const b = top1(q8.get('image8')!.data as Float32Array, q8.get('text32')!.data as Float32Array, dim);
+    ranking = `Zero-shot top-1 agreement, q8 vs fp32 (8 images × 32 texts, both directions): ${a.filter((v, i) => v === b[i]).length}/${a.length}.`;
+  }
+
+  // ---- table ----
+  const m = machine();
+  const has = (d: string) => ours[d]?.warm !== undefined;
+  const o = (d: string, r: Row) => ours[d]?.warm?.rows[r]?.median_s;
+  const header = ['measure', 'torch fp32 (best setting)', ...(has('fp32') ? ['ours fp32', 'fp32 / torch'] : []), ...(has('q8') ? ['ours q8', 'q8 / torch'] : [])];
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
+  const line = (cells: string[]) => lines.push(`| ${cells.join(' | ')} |`);
+  const cmpCells = (d: string, mine?: number, base?: number) => (has(d) ? [fmtS(mine), fmtX(mine, base)] : []);
+  if (measureLoad) {
+    const tl = torchRuns.length ? Math.min(...torchRuns.map((t) => t.load_s)) : undefined;
+    line(['load, cold (empty graph cache)', fmtS(tl), ...cmpCells('fp32', ours.fp32?.cold?.load_s, tl), ...cmpCells('q8', ours.q8?.cold?.load_s, tl)]);
+    line(['load, warm (graphs cached)', fmtS(tl), ...cmpCells('fp32', ours.fp32?.warm?.load_s, tl), ...cmpCells('q8', ours.q8?.warm?.load_s, tl)]);
+  }
+  for (const r of rows) {
+    const b = torchBest[r];
+    line([ROW_LABEL[r], b ? `${fmtS(b.s)} (${b.setting})` : '—', ...cmpCells('fp32', o('fp32', r), b?.s), ...cmpCells('q8', o('q8', r), b?.s)]);
+  }
+  const tRss = torchRuns.length ? Math.min(...torchRuns.map((t) => t.peak_rss_bytes)) : undefined;
+  const rssCells = (d: string) => (has(d) ? [fmtGB(ours[d]?.warm?.peak_rss_bytes), ours[d]?.warm ? `${(ours[d]!.warm!.peak_rss_bytes / weightsBytes).toFixed(2)}× weights` : '—'] : []);
+  line(['peak RSS', tRss ? `${fmtGB(tRss)} (${(tRss / weightsBytes).toFixed(2)}× weights)` : '—', ...rssCells('fp32'), ...rssCells('q8')]);
+
+  const grid = torchRuns.length ? [
+    `| torch threads × OpenBLAS threads | load | ${rows.join(' | ')} | peak RSS |`, `|---|---|${rows.map(() => '---').join('|')}|---|`,
+    ...torchRuns.map((t) => `| ${t.setting} | ${fmtS(t.load_s)} | ${rows.map((r) => fmtS(t.rows[r]?.median_s)).join(' | ')} | ${fmtGB(t.peak_rss_bytes)} |`),
+  ] : [];
+  const load1 = loadavg()[0];
+  const versions = [
+    `Node ${process.version}`,
+    `onnxruntime-node ${JSON.parse(readFileSync(join(root, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version}`,
+    torchRuns[0] ? `PyTorch ${torchRuns[0].torch} (BLAS: ${torchRuns[0].blas.map((p) => p.split('/').pop()).join(', ')})` : 'PyTorch: not measured',
+  ].join(', ');
+
+  const md = [
+    '# Benchmarks',
+    '',
+    `Run ${started.toISOString().replace(/\.\d+Z$/, 'Z')} with \`npm run bench${process.argv.slice(2).length ? ' -- ' + process.argv.slice(2).join(' ') : ''}\` on **${m.cpu}**, ${m.cores} CPU(s) (\`lscpu\`); ${versions}.`,
+    ...(slowBlas ? ['', '**WARNING: PyTorch ran on a non-OpenBLAS BLAS (Debian reference BLAS?); its times are not a fair baseline.**', ''] : []),
+    `Load average (1 min) ${load0.toFixed(2)} at the start, ${load1.toFixed(2)} at the end: the machine is shared, so expect ±10–20% noise.`,
+    '',
+    `Model: full-size AltCLIP with BAAI/AltCLIP's config (XLM-R large text tower, ViT-L/14 at 224), random weights`,
+    `(\`bench/generate_checkpoint.ts\`, seed ${seed}), ${(weightsBytes / 1e9).toFixed(2)} GB of F32 safetensors. Inputs: ${rows.some((r) => r.startsWith('image')) ? '8 fixture images (golden pixel values)' : ''}${rows.some((r) => r.startsWith('text')) ? `${rows.some((r) => r.startsWith('image')) ? ', ' : ''}32 fixture prompts of 8–16 tokens (golden token ids, right-padded), e.g. "${texts[0]}"` : ''}.`,
+    `Times are medians after ${opts.warmup} warm-up run(s); ours with ${opts.threads} intra-op thread(s). Ratios < 1 mean we are faster.`,
+    `PyTorch runs eagerly under \`torch.inference_mode()\` (bench/torch_baseline.py, checked against the tiny fixtures' goldens);`,
+    `each torch thread setting runs in its own process and, per row, the fastest one is the baseline.`,
+    '',
+    ...lines,
+    '',
+    ...(grid.length ? ['PyTorch by thread setting (oversubscribing 2 cores — torch and OpenBLAS pools both at 2 — is expected to be the slowest):', '', ...grid, ''] : []),
+    ...(agreement.length ? ['Numerical agreement on the benchmark inputs (features before normalisation; cosine = the lowest over the batch):', '',
+      '| comparison | row | max abs diff | min cosine |', '|---|---|---|---|', ...agreement, ''] : []),
+    ...(ranking ? [ranking, ''] : []),
+    'Cold load builds (and for q8 quantizes) the graphs into an empty graph cache; warm load finds them cached. In both, the',
+    'checkpoint file is usually in the OS page cache already (it was just read), so neither includes reading 3.4 GB from disk.',
+    'Peak RSS is the process maximum (getrusage) of the process that loaded the model and ran all rows, memory-mapped weights included.',
+    '',
+  ].join('\n');
+  process.stdout.write('\n' + md);
+  if (opts.write ?? !only.length) {
+    writeFileSync(join(root, 'BENCHMARKS.md'), md);
+    log('  wrote BENCHMARKS.md');
+  }
+}
+
+main().catch((e) => { console.error(e instanceof Error ? e.message : e); process.exit(1); });
