@@ -9,7 +9,7 @@ import { after, describe, test } from 'node:test';
 import { openTorchBin } from '../src/weights/index.js';
 import { stateDictGlobals } from '../src/weights/torch.js';
 import { unpickle } from '../src/weights/unpickler.js';
-import { Pickle, stateDictPickle, torchBinBytes, writeFile, zipBytes } from './weights_fixtures.js';
+import { legacyTorchBytes, Pickle, stateDictPickle, torchBinBytes, writeFile, zipBytes } from './weights_fixtures.js';
 
 const FIXTURE_BIN = 'test/fixtures/models/tiny-altclip-bin/pytorch_model.bin';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-pickle-'));
@@ -212,7 +212,10 @@ describe('hostile checkpoints are refused without side effects', () => {
     bytes[at + extraLen + 1] ^= 0xff;
     zipRefused(writeFile(path.join(tmp, 'crc.bin'), bytes), /(does not inflate|CRC-32|holds \d+ bytes)/);
   });
-  test('the legacy (torch < 1.6) format is named, not run', () => {
-    zipRefused(writeFile(path.join(tmp, 'legacy.bin'), new Pickle().proto(2).int(0x1950a86a).stop().build_()), /legacy \(torch < 1\.6\) torch\.save format/);
+  test('legacy (torch < 1.6) files: a payload in the state dict pickle, a wrong magic number', () => {
+    const marker = path.join(tmp, `pwned-${++n}`);
+    const payload = new Pickle().proto(2).call('posix', 'system', (p) => p.str(`touch ${marker}`)).stop().build_();
+    refused({ file: writeFile(path.join(tmp, 'legacy-evil.bin'), legacyTorchBytes([], payload)), marker }, /\(state dict, the pickle at byte \d+\): refused pickle: global posix\.system is not allowed/);
+    zipRefused(writeFile(path.join(tmp, 'legacy-magic.bin'), new Pickle().proto(2).int(0x1950a86a).stop().build_()), /not a torch\.save file \(wrong magic number\)/);
   });
 });

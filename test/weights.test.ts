@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { DTYPE_BITS, loadWeights, makeWeights, openSafetensors, openTorchBin, readTensorBytes, type TensorRef } from '../src/weights/index.js';
 import {
-  Pickle, contiguousStride, rawSafetensors, safetensorsBytes, stateDictPickle, torchBinBytes, writeFile, zipBytes, type RawTensor,
+  Pickle, contiguousStride, legacyTorchBytes, rawSafetensors, safetensorsBytes, stateDictPickle, torchBinBytes, writeFile, zipBytes, type RawTensor,
 } from './weights_fixtures.js';
 
 const MODELS = path.resolve('test/fixtures/models');
@@ -290,6 +290,17 @@ describe('torch .bin variants', () => {
     const t = openTorchBin(file);
     assert.deepEqual([...t.keys()], ['w']);
     assert.deepEqual([...new Float32Array(readTensorBytes(t.get('w')!).slice().buffer)], [1.5, -2]);
+  });
+
+  test('the legacy (torch < 1.6) format: the fixture, pointed at in place', async () => {
+    const d = dir('legacy-bin');
+    const file = writeFile(path.join(d, 'pytorch_model.bin'), legacyTorchBytes(fixtureTensors()));
+    const w = await loadWeights(d);
+    assertSameTensors(w.tensors, openSafetensors(ST));
+    assert.ok([...w.tensors.values()].every((t) => !t.data && t.file === fs.realpathSync(file)));
+    const bytes = fs.readFileSync(file);
+    assert.throws(() => openTorchBin(writeFile(path.join(tmp, 'legacy-cut.bin'), bytes.subarray(0, bytes.length - 100))),
+      /legacy-cut\.bin: not a loadable torch checkpoint: storage \d+ runs past the end of the file \(truncated\?\)/);
   });
 
   test('big-endian archives and several data.pkl are refused', () => {

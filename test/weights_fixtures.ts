@@ -145,12 +145,17 @@ export interface TensorView { name: string; dtype: string; key: string; numel: n
 
 export const contiguousStride = (size: number[]) => size.map((_, i) => size.slice(i + 1).reduce((a, b) => a * b, 1));
 
-/** The pickle torch.save writes for an OrderedDict state dict (protocol 2, `_rebuild_tensor_v2`). */
-export function stateDictPickle(views: TensorView[]): Uint8Array {
+/**
+ * The pickle torch.save writes for an OrderedDict state dict (protocol 2, `_rebuild_tensor_v2`);
+ * `legacy`: persistent ids carry a sixth item, view_metadata None (`_legacy_save`).
+ */
+export function stateDictPickle(views: TensorView[], legacy = false): Uint8Array {
   const p = new Pickle().proto(2).global('collections', 'OrderedDict').emptyTuple().reduce().mark();
   for (const v of views) {
     p.str(v.name).call('torch._utils', '_rebuild_tensor_v2', (q) => {
-      q.mark().str('storage').global('torch', STORAGE_OF[v.dtype]).str(v.key).str('cpu').int(v.numel).tuple().binpersid();
+      q.mark().str('storage').global('torch', STORAGE_OF[v.dtype]).str(v.key).str('cpu').int(v.numel);
+      if (legacy) q.none();
+      q.tuple().binpersid();
       q.int(v.offset).dims(v.size).dims(v.stride).bool(false).call('collections', 'OrderedDict', () => {});
     });
   }
@@ -170,6 +175,32 @@ export function torchBinBytes(tensors: RawTensor[], opts: { prefix?: string; def
     ...tensors.map((t, i) => ({ name: `${prefix}/data/${i}`, data: t.bytes, deflate: opts.deflate })),
     { name: `${prefix}/version`, data: Buffer.from('3\n') },
   ]);
+}
+
+/**
+ * The legacy (torch < 1.6) torch.save format (torch/serialization.py `_legacy_save`): pickles of the
+ * magic number, protocol version 1001, sys_info, the state dict, the sorted storage keys; then each
+ * storage as an int64 element count and its bytes.
+ */
+export function legacyTorchBytes(tensors: RawTensor[], statePickle?: Uint8Array): Buffer {
+  const keys = tensors.map((_, i) => String(100 + i)); // torch uses str(storage._cdata): sortable here
+  const views = tensors.map((t, i) => ({
+    name: t.name, dtype: t.dtype, key: keys[i], numel: t.bytes.length / ITEMSIZE[t.dtype], offset: 0,
+    size: t.shape, stride: contiguousStride(t.shape),
+  }));
+  const magic = new Pickle().proto(2).op(0x8a, 10, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19).stop();
+  const version = new Pickle().proto(2).int(1001).stop();
+  const sysInfo = new Pickle().proto(2).emptyDict().mark().str('protocol_version').int(1001).str('little_endian').bool(true)
+    .str('type_sizes').emptyDict().mark().str('short').int(2).str('int').int(4).str('long').int(4).setitems().setitems().stop();
+  const keyList = new Pickle().proto(2).emptyList().mark();
+  for (const k of keys) keyList.str(k);
+  keyList.op(0x65).stop();
+  const storages = tensors.flatMap((t, i) => {
+    const n = Buffer.alloc(8);
+    n.writeBigInt64LE(BigInt(views[i].numel));
+    return [n, Buffer.from(t.bytes)];
+  });
+  return Buffer.concat([magic.build_(), version.build_(), sysInfo.build_(), statePickle ?? stateDictPickle(views, true), keyList.build_(), ...storages]);
 }
 
 export function writeFile(file: string, data: Uint8Array): string {

@@ -1,13 +1,14 @@
-// torch.save's zip format (torch >= 1.6), read as torch.serialization's `_load` does, minus the
-// code execution: `<prefix>/data.pkl` is a pickle of the state dict whose tensors are rebuilt by
-// `torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, ...)`, each storage
-// being a persistent id `('storage', torch.<Type>Storage, key, location, numel)` whose bytes are the
-// entry `<prefix>/data/<key>` (raw little-endian). The prefix is the file stem for torch 1.x and
-// "archive" for torch 2.x, so it is found, not assumed.
+// torch.save checkpoints, read as torch/serialization.py `_load` / `_legacy_load` do, minus the code
+// execution. Zip format (torch >= 1.6): `<prefix>/data.pkl` is a pickle of the state dict whose
+// tensors are rebuilt by `torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, ...)`,
+// each storage being a persistent id `('storage', torch.<Type>Storage, key, location, numel)` whose
+// bytes are the entry `<prefix>/data/<key>` (raw little-endian). The prefix is the file stem for
+// torch 1.x and "archive" for torch 2.x, so it is found, not assumed. The legacy format (torch < 1.6)
+// holds the same pickle, with the storages appended after it.
 import * as fs from 'node:fs';
-import { DTYPE_BITS, numelOf, type DType, type TensorRef } from './dtype.js';
-import { PyGlobal, pyTypeName, unpickle } from './unpickler.js';
-import { ZipFile, type ZipEntry } from './zip.js';
+import { DTYPE_BITS, numelOf, readTensorBytes, type DType, type TensorRef } from './dtype.js';
+import { loadPickle, PyGlobal, pyTypeName, unpickle } from './unpickler.js';
+import { ZipFile } from './zip.js';
 
 /** data.pkl of real checkpoints is well under 10 MB (about 100 bytes per tensor). */
 const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
@@ -97,26 +98,54 @@ export function stateDictGlobals(source: string): Map<string, PyGlobal> {
   return new Map(all.map((g) => [`${g.module}.${g.name}`, g]));
 }
 
-/** The tensors of a torch.save zip archive (`pytorch_model.bin`), by name, without running its pickle. */
+/**
+ * The tensors of a torch.save checkpoint (`pytorch_model.bin`), by name, without running its pickle:
+ * the zip format (torch >= 1.6), or the legacy format (a sequence of pickles, then the storages).
+ */
 export function openTorchBin(file: string): Map<string, TensorRef> {
   const real = fs.realpathSync(file);
-  let zip: ZipFile;
+  if (isLegacyFormat(real)) return readLegacy(file, real);
+  const zip = ZipFile.open(real);
   try {
-    zip = ZipFile.open(real);
-  } catch (e) {
-    throw legacyFormatError(file) ?? e;
-  }
-  try {
-    return readStateDict(file, real, zip);
+    return readZip(file, real, zip);
   } finally {
     zip.close();
   }
 }
 
-function readStateDict(file: string, real: string, zip: ZipFile): Map<string, TensorRef> {
-  const fail = (problem: string): never => {
-    throw new Error(`${file}: not a loadable torch checkpoint: ${problem}`);
+type Fail = (problem: string) => never;
+const failFor = (file: string): Fail => (problem) => {
+  throw new Error(`${file}: not a loadable torch checkpoint: ${problem}`);
+};
+
+/**
+ * torch/serialization.py `persistent_load`: ('storage', storage_type, key, location, numel), plus a
+ * sixth item `view_metadata` (None: storage views are long gone) in the legacy format.
+ */
+function storageLoader(fail: Fail, storages: Map<string, Storage>, legacy: boolean) {
+  return (pid: unknown): Storage => {
+    const n = legacy ? 6 : 5;
+    if (!Array.isArray(pid) || pid.length !== n || pid[0] !== 'storage') {
+      fail(`unsupported persistent id (a ${pyTypeName(pid)}, not ('storage', type, key, location, numel${legacy ? ', view_metadata' : ''}))`);
+    }
+    const [, type, key, , numel, view] = pid as unknown[];
+    if (!(type instanceof StorageType)) fail(`storage type ${pyTypeName(type)} is not supported`);
+    if (typeof key !== 'string' || !/^[\w.-]+$/.test(key)) fail(`storage key ${JSON.stringify(key)} is not a plain name`);
+    if (!Number.isSafeInteger(numel) || (numel as number) < 0) fail(`storage ${key} has a bad element count ${String(numel)}`);
+    if (legacy && view !== null) fail(`storage ${key} is a storage view, which is not supported`);
+    const storage = { key: key as string, dtype: (type as StorageType).dtype, numel: numel as number };
+    const seen = storages.get(storage.key);
+    if (seen && (seen.dtype !== storage.dtype || seen.numel !== storage.numel)) fail(`storage ${key} is declared twice with different types or sizes`);
+    storages.set(storage.key, seen ?? storage);
+    return seen ?? storage;
   };
+}
+
+/** Where a storage's bytes are: `offset` in the file when stored as is, and its bytes on demand. */
+interface StorageLocation { offset: number | null; bytes: () => Uint8Array }
+
+function readZip(file: string, real: string, zip: ZipFile): Map<string, TensorRef> {
+  const fail = failFor(file);
   const pkls = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (pkls.length !== 1) fail(pkls.length ? `several data.pkl entries (${pkls.join(', ')})` : 'no <folder>/data.pkl entry');
   const prefix = pkls[0].slice(0, -'data.pkl'.length);
@@ -124,38 +153,80 @@ function readStateDict(file: string, real: string, zip: ZipFile): Map<string, Te
   if (byteorder && Buffer.from(zip.readEntry(byteorder, 16)).toString() !== 'little') fail('tensors are stored big-endian');
 
   const source = `${file} (${pkls[0]})`;
-  const storages = new Map<string, Storage>();
-  // torch/serialization.py `persistent_load`: ('storage', storage_type, key, location, numel)
-  const persistentLoad = (pid: unknown): Storage => {
-    if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage') fail(`unsupported persistent id (a ${pyTypeName(pid)}, not ('storage', type, key, location, numel))`);
-    const [, type, key, , numel] = pid as unknown[];
-    if (!(type instanceof StorageType)) fail(`storage type ${pyTypeName(type)} is not supported`);
-    if (typeof key !== 'string' || !/^[\w.-]+$/.test(key)) fail(`storage key ${JSON.stringify(key)} is not a plain name`);
-    if (!Number.isSafeInteger(numel) || (numel as number) < 0) fail(`storage ${key} has a bad element count ${String(numel)}`);
-    const storage = { key: key as string, dtype: (type as StorageType).dtype, numel: numel as number };
-    const seen = storages.get(storage.key);
-    if (seen && (seen.dtype !== storage.dtype || seen.numel !== storage.numel)) fail(`storage ${key} is declared twice with different types or sizes`);
-    storages.set(storage.key, seen ?? storage);
-    return seen ?? storage;
-  };
   const obj = unpickle(zip.readEntry(zip.entries.get(pkls[0])!, MAX_PICKLE_BYTES), {
-    source, globals: stateDictGlobals(source), persistentLoad,
+    source, globals: stateDictGlobals(source), persistentLoad: storageLoader(fail, new Map(), false),
   });
-  if (!(obj instanceof Map)) fail(`the pickle holds a ${pyTypeName(obj)}, not a state dict`);
 
   const inflated = new Map<string, Uint8Array>();
-  const storageEntry = (s: Storage): ZipEntry => {
+  const locate = (s: Storage): StorageLocation => {
     const entry = zip.entries.get(`${prefix}data/${s.key}`) ?? fail(`no entry ${prefix}data/${s.key} for storage ${s.key}`);
     const expected = s.numel * (DTYPE_BITS[s.dtype] / 8);
     if (entry.size !== expected) fail(`entry ${entry.name} holds ${entry.size} bytes, but its storage has ${s.numel} ${s.dtype} elements (${expected} bytes)`);
-    return entry;
+    const bytes = () => {
+      let b = inflated.get(entry.name);
+      if (!b) inflated.set(entry.name, (b = zip.readEntry(entry)));
+      return b;
+    };
+    return { offset: entry.method === 0 ? entry.dataOffset : null, bytes };
   };
-  const storageBytes = (entry: ZipEntry): Uint8Array => {
-    let bytes = inflated.get(entry.name);
-    if (!bytes) inflated.set(entry.name, (bytes = zip.readEntry(entry)));
-    return bytes;
-  };
+  return tensorRefs(fail, real, obj, locate);
+}
 
+/**
+ * torch/serialization.py `_legacy_save`: pickles of the magic number, the protocol version (1001)
+ * and sys_info, then the object, then the sorted list of storage keys; then each storage as an
+ * int64 element count followed by its raw bytes, in that order.
+ */
+function readLegacy(file: string, real: string): Map<string, TensorRef> {
+  const fail = failFor(file);
+  const fd = fs.openSync(real, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const head = Buffer.alloc(Math.min(size, MAX_PICKLE_BYTES));
+    fs.readSync(fd, head, 0, head.length, 0);
+    let pos = 0;
+    const next = (what: string, globals = new Map<string, PyGlobal>(), persistentLoad?: (pid: unknown) => unknown) => {
+      const source = `${file} (${what}, the pickle at byte ${pos})`;
+      const r = loadPickle(head.subarray(pos), { source, globals, persistentLoad });
+      pos += r.end;
+      return r.value;
+    };
+    if (next('magic number') !== 0x1950a86a20f9469cfc6cn) fail('not a torch.save file (wrong magic number)');
+    const protocol = next('protocol version');
+    if (protocol !== 1001) fail(`unsupported legacy protocol version ${String(protocol)}`);
+    const sysInfo = next('sys_info');
+    if (!(sysInfo instanceof Map) || sysInfo.get('little_endian') !== true) fail('tensors are stored big-endian');
+    const storages = new Map<string, Storage>();
+    const obj = next('state dict', stateDictGlobals(file), storageLoader(fail, storages, true));
+    const keys = next('storage keys');
+    if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) fail('the storage key list is not a list of strings');
+
+    const offsets = new Map<string, number>();
+    let at = pos;
+    const count = Buffer.alloc(8);
+    for (const key of keys as string[]) {
+      const s = storages.get(key) ?? fail(`storage ${key} is listed but no tensor uses it`);
+      if (at + 8 > size || fs.readSync(fd, count, 0, 8, at) !== 8) fail(`file ends before storage ${key} (truncated?)`);
+      const n = count.readBigInt64LE(0);
+      if (n !== BigInt(s.numel)) fail(`storage ${key} holds ${n} elements, but the pickle declares ${s.numel}`);
+      offsets.set(key, at + 8);
+      at += 8 + s.numel * (DTYPE_BITS[s.dtype] / 8);
+      if (at > size) fail(`storage ${key} runs past the end of the file (truncated?)`);
+    }
+    const locate = (s: Storage): StorageLocation => {
+      const offset = offsets.get(s.key) ?? fail(`storage ${s.key} is not in the storage key list`);
+      const byteLength = s.numel * (DTYPE_BITS[s.dtype] / 8);
+      return { offset, bytes: () => readTensorBytes({ name: s.key, dtype: s.dtype, shape: [s.numel], file: real, offset, byteLength }) };
+    };
+    return tensorRefs(fail, real, obj, locate);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The state dict's tensors as TensorRefs into `real` (or, for compressed or strided ones, copies). */
+function tensorRefs(fail: Fail, real: string, obj: unknown, locate: (s: Storage) => StorageLocation): Map<string, TensorRef> {
+  if (!(obj instanceof Map)) fail(`the pickle holds a ${pyTypeName(obj)}, not a state dict`);
   const out = new Map<string, TensorRef>();
   for (const [name, t] of obj as Map<unknown, unknown>) {
     if (typeof name !== 'string') fail(`state dict key ${String(name)} is not a string`);
@@ -163,8 +234,8 @@ function readStateDict(file: string, real: string, zip: ZipFile): Map<string, Te
     const { storage, storageOffset, size, stride } = t as TensorDesc;
     const itemsize = DTYPE_BITS[storage.dtype] / 8;
     const numel = numelOf(size) ?? fail(`tensor "${name}" has too many elements`);
-    const entry = storageEntry(storage);
-    const ref: TensorRef = { name: name as string, dtype: storage.dtype, shape: size, file: real, offset: entry.dataOffset, byteLength: numel * itemsize };
+    const where = locate(storage);
+    const ref: TensorRef = { name: name as string, dtype: storage.dtype, shape: size, file: real, offset: where.offset ?? 0, byteLength: numel * itemsize };
     if (numel === 0) {
       out.set(ref.name, ref);
       continue;
@@ -172,15 +243,13 @@ function readStateDict(file: string, real: string, zip: ZipFile): Map<string, Te
     // The last element it reaches must lie inside the storage.
     const last = storageOffset + size.reduce((acc, d, i) => acc + (d - 1) * stride[i], 0);
     if (last >= storage.numel) fail(`tensor "${name}" (offset ${storageOffset}, size [${size}], stride [${stride}]) reaches past its storage of ${storage.numel} elements`);
-    if (isContiguous(size, stride)) {
-      if (entry.method === 0) {
-        ref.offset = entry.dataOffset + storageOffset * itemsize;
-      } else {
-        ref.data = storageBytes(entry).subarray(storageOffset * itemsize, (storageOffset + numel) * itemsize);
-      }
-    } else {
+    if (!isContiguous(size, stride)) {
       // A strided view (e.g. a saved transpose): gather its elements into a contiguous copy.
-      ref.data = gather(storageBytes(entry), itemsize, storageOffset, size, stride, numel);
+      ref.data = gather(where.bytes(), itemsize, storageOffset, size, stride, numel);
+    } else if (where.offset !== null) {
+      ref.offset = where.offset + storageOffset * itemsize;
+    } else {
+      ref.data = where.bytes().subarray(storageOffset * itemsize, (storageOffset + numel) * itemsize);
     }
     out.set(ref.name, ref);
   }
@@ -209,16 +278,13 @@ function gather(src: Uint8Array, itemsize: number, offset: number, size: number[
   return out;
 }
 
-/** torch.save before 1.6 wrote a sequence of pickles (or a tar); say so instead of "not a zip". */
-function legacyFormatError(file: string): Error | null {
-  const head = Buffer.alloc(2);
+/** The legacy format starts with a pickle (PROTO opcode); zip archives start with "PK". */
+function isLegacyFormat(file: string): boolean {
+  const head = Buffer.alloc(1);
   const fd = fs.openSync(file, 'r');
   try {
-    fs.readSync(fd, head, 0, 2, 0);
+    return fs.readSync(fd, head, 0, 1, 0) === 1 && head[0] === 0x80;
   } finally {
     fs.closeSync(fd);
   }
-  if (head[0] !== 0x80) return null;
-  return new Error(`${file}: this is the legacy (torch < 1.6) torch.save format, which is not supported; ` +
-    're-save it with a recent torch or convert it to safetensors');
 }

@@ -56,6 +56,11 @@ export function pyTypeName(v: unknown): string {
 }
 
 export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
+  return loadPickle(data, options).value;
+}
+
+/** The first pickle in `data`, and the offset just past its STOP (where a next pickle would start). */
+export function loadPickle(data: Uint8Array, options: UnpickleOptions): { value: unknown; end: number } {
   const { source, globals, persistentLoad } = options;
   const maxStack = options.maxStack ?? 1_000_000;
   const maxMemo = options.maxMemo ?? 1_000_000;
@@ -198,7 +203,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
         break;
       }
       case 0x2e: // STOP
-        return pop();
+        return { value: pop(), end: pos };
       case 0x28: // MARK
         marks.push(stack.length);
         break;
