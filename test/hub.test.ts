@@ -54,6 +54,8 @@ beforeEach(() => {
   server.requests.length = 0;
   server.faults.cuts = undefined;
   server.faults.corrupt = false;
+  server.faults.stalls = undefined;
+  server.faults.hub = undefined;
   forgetResolvedCommits();
 });
 
@@ -188,6 +190,13 @@ describe('offline', () => {
 });
 
 describe('interrupted and corrupted downloads', () => {
+  it('abandons a body that stalls after HF_HUB_DOWNLOAD_TIMEOUT and resumes it', async () => {
+    server.faults.stalls = [50_000];
+    const file = await download('org/tiny', 'model.safetensors', {}, { HF_HUB_DOWNLOAD_TIMEOUT: '0.3' });
+    assert.ok(fs.readFileSync(file!).equals(WEIGHTS));
+    assert.deepEqual(server.requests.filter((r) => r.server === 'cdn').map((r) => r.range), [undefined, 'bytes=50000-']);
+  });
+
   it('resumes a body cut mid-stream with a Range request', async () => {
     server.faults.cuts = [100_000];
     const file = await download('org/tiny', 'model.safetensors');
@@ -229,6 +238,8 @@ describe('interrupted and corrupted downloads', () => {
     assert.ok(!fs.existsSync(path.join(root, 'snapshots', C1, 'model.safetensors')));
 
     server.faults.corrupt = false;
+  server.faults.stalls = undefined;
+  server.faults.hub = undefined;
     assert.ok(fs.readFileSync((await download('org/tiny', 'model.safetensors'))!).equals(WEIGHTS));
   });
 
@@ -245,6 +256,18 @@ describe('interrupted and corrupted downloads', () => {
 });
 
 describe('errors and tokens', () => {
+  it('a hub answering 500, or not at all, falls back to the cache, else says what happened', async () => {
+    const file = await download('org/tiny', 'config.json');
+    forgetResolvedCommits();
+    server.faults.hub = 500;
+    assert.equal(await download('org/tiny', 'config.json'), file);
+    await rejectsWith(download('org/tiny', 'model.safetensors'), 'LocalEntryNotFound', 'org/tiny', 'model.safetensors', 'HTTP 500');
+    server.faults.hub = 'hang';
+    const quick = { HF_HUB_ETAG_TIMEOUT: '0.3' };
+    assert.equal(await download('org/tiny', 'config.json', {}, quick), file);
+    await rejectsWith(download('org/tiny', 'model.safetensors', {}, quick), 'LocalEntryNotFound', 'could not be reached', 'timeout');
+  });
+
   it('404: repo, revision and file not found, each naming repo, revision and file', async () => {
     await rejectsWith(download('org/nope', 'config.json'), 'RepoNotFound', 'org/nope', 'config.json', 'HF_TOKEN');
     await rejectsWith(download('org/tiny', 'config.json', { revision: 'v9' }), 'RevisionNotFound', 'org/tiny', 'v9', 'config.json');

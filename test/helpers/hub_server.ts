@@ -7,7 +7,8 @@
 //                   RevisionNotFound (404), EntryNotFound (404, with X-Repo-Commit)
 //     renamed repo: 307 with a relative Location
 //   GET {cdn}/lfs/{sha256}?X-Amz-Signature=...  with Range support
-// plus fault injection (a body cut mid-stream, corrupted bytes) and a log of every request.
+// plus fault injection (a body cut or stalled mid-stream, corrupted bytes, a failing or silent hub)
+// and a log of every request.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
@@ -34,8 +35,12 @@ export interface LoggedRequest {
 export interface Faults {
   /** Each of the next file bodies stops after cuts.shift() bytes and the connection is dropped. */
   cuts?: number[];
+  /** Each of the next file bodies sends stalls.shift() bytes, then nothing more (connection kept open). */
+  stalls?: number[];
   /** Bodies are sent with their first byte changed (same length). */
   corrupt?: boolean;
+  /** The hub answers every request with this HTTP status (e.g. 500), or never answers ('hang'). */
+  hub?: number | 'hang';
 }
 
 export interface HubServer {
@@ -118,6 +123,8 @@ export async function startHubServer(repos: Record<string, RepoSpec>): Promise<H
       res.write(body.subarray(0, Math.min(cut, body.length)), () => res.socket?.destroy());
       return;
     }
+    const stall = faults.stalls?.shift();
+    if (stall !== undefined) return void res.write(body.subarray(0, Math.min(stall, body.length)));
     res.end(body);
   }
 
@@ -128,6 +135,8 @@ export async function startHubServer(repos: Record<string, RepoSpec>): Promise<H
 
   const hub = http.createServer((req, res) => {
     log('hub', req);
+    if (faults.hub === 'hang') return;
+    if (faults.hub) return error(res, faults.hub, 'ServerError', 'Internal Error');
     const url = new URL(req.url ?? '/', 'http://hub');
     const match = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
     if (!match || (req.method !== 'GET' && req.method !== 'HEAD')) return error(res, 404, 'NotFound', 'no such route');
