@@ -205,6 +205,7 @@ export function loadPickle(data: Uint8Array, options: UnpickleOptions): { value:
       case 0x2e: // STOP
         return { value: pop(), end: pos };
       case 0x28: // MARK
+        if (marks.length >= maxStack) fail(`more than ${maxStack} open MARKs`);
         marks.push(stack.length);
         break;
       case 0x30: pop(); break; // POP
