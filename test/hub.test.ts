@@ -56,6 +56,7 @@ beforeEach(() => {
   server.faults.corrupt = false;
   server.faults.stalls = undefined;
   server.faults.hub = undefined;
+  server.faults.cdn = undefined;
   forgetResolvedCommits();
 });
 
@@ -230,6 +231,19 @@ describe('interrupted and corrupted downloads', () => {
     assert.deepEqual(server.requests.filter((r) => r.server === 'cdn').map((r) => r.range), ['bytes=12345-']);
   });
 
+  it('retries a CDN 503; a CDN 403 fails without caching anything', async () => {
+    server.faults.cdn = [503];
+    assert.ok(fs.readFileSync((await download('org/tiny', 'model.safetensors'))!).equals(WEIGHTS));
+    assert.equal(server.requests.filter((r) => r.server === 'cdn').length, 2);
+
+    fs.rmSync(cacheDir, { recursive: true });
+    forgetResolvedCommits();
+    server.faults.cdn = [403];
+    await rejectsWith(download('org/tiny', 'model.safetensors'), 'Forbidden', 'org/tiny', 'model.safetensors', 'HTTP 403');
+    assert.ok(!fs.existsSync(path.join(repoDir('org/tiny'), 'snapshots', C1, 'model.safetensors')));
+    assert.ok(!fs.existsSync(path.join(repoDir('org/tiny'), 'blobs', WEIGHTS_SHA)));
+  });
+
   it('detects a corrupted blob by its sha256 and keeps nothing', async () => {
     server.faults.corrupt = true;
     await rejectsWith(download('org/tiny', 'model.safetensors'), 'DownloadFailed', 'org/tiny', 'model.safetensors', 'sha256', WEIGHTS_SHA);
@@ -240,6 +254,7 @@ describe('interrupted and corrupted downloads', () => {
     server.faults.corrupt = false;
   server.faults.stalls = undefined;
   server.faults.hub = undefined;
+  server.faults.cdn = undefined;
     assert.ok(fs.readFileSync((await download('org/tiny', 'model.safetensors'))!).equals(WEIGHTS));
   });
 

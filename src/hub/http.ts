@@ -214,6 +214,8 @@ async function getOnce(
     }
     if (res.status >= 400) {
       await res.body?.cancel();
+      // A 5xx from the CDN is usually transient: retried like a dropped connection.
+      if (res.status >= 500) throw new NetworkError(`HTTP ${res.status} from ${current}`);
       throw errorForResponse(res.status, res.headers, ref, { endpoint: settings.endpoint, sentToken: Boolean(settings.token), url: current });
     }
     if (res.status === 206) {

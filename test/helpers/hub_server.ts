@@ -41,6 +41,8 @@ export interface Faults {
   corrupt?: boolean;
   /** The hub answers every request with this HTTP status (e.g. 500), or never answers ('hang'). */
   hub?: number | 'hang';
+  /** The next CDN requests are answered with these HTTP statuses, one each. */
+  cdn?: number[];
 }
 
 export interface HubServer {
@@ -175,6 +177,8 @@ export async function startHubServer(repos: Record<string, RepoSpec>): Promise<H
 
   const cdn = http.createServer((req, res) => {
     log('cdn', req);
+    const status = faults.cdn?.shift();
+    if (status) return error(res, status, 'CdnError', `status ${status}`);
     const url = new URL(req.url ?? '/', 'http://cdn');
     const blob = blobs.get(url.pathname.replace(/^\/lfs\//, ''));
     if (!blob || url.searchParams.get('X-Amz-Signature') !== 'sig') return error(res, 403, 'AccessDenied', 'bad signature');
