@@ -24,9 +24,9 @@ export function writeSafetensors(file: string, specs: TensorSpec[], bytesOf: (in
     header[s.name] = { dtype: s.dtype, shape: s.shape, data_offsets: [offset, offset + sizes[i]!] };
     offset += sizes[i]!;
   });
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((json.length + 8) % 8)) % 8); // align the data to 8 bytes, as the Rust writer does
-  const headerBytes = Buffer.from(json, 'utf8');
+  const json = JSON.stringify(header);
+  const pad = (8 - (Buffer.byteLength(json, 'utf8') % 8)) % 8; // align the data to 8 bytes, as the Rust writer does
+  const headerBytes = Buffer.from(json + ' '.repeat(pad), 'utf8');
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length));
 
