@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { DEFAULT_SEED, defaultCheckpointDir, ensureCheckpoint } from './generate_checkpoint.js';
 import { writeInputs } from './inputs.js';
+import { GEMM_OPS } from './profile.js';
 import { readSafetensors } from './safetensors_io.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -29,6 +30,8 @@ const ROW_LABEL: Record<Row, string> = {
 
 interface RowResult { median_s: number; times_s: number[] }
 interface RunResult { load_s: number; rss_after_load_bytes: number; peak_rss_bytes: number; rows: Partial<Record<Row, RowResult>> }
+interface ProfileResult { tower: string; dtype: string; batch: number; seq: number; run_ms: number; kernel_ms: number; gemm_ms: number;
+  gemm_flops: number; gemm_gflops: number; ops: { op: string; ms: number; share: number }[] }
 interface TorchResult extends RunResult { torch: string; blas: string[]; threads: number; openblas_threads: string; setting: string }
 
 const program = new Command()
@@ -40,12 +43,14 @@ const program = new Command()
   .option('--python <path>', 'python with torch (default: the first of /usr/bin/python3, python3 that imports torch)')
   .option('--warmup <n>', 'warm-up runs per row', '1')
   .option('--reps <n>', 'timed runs per row (0: per-row defaults: image1 5, image8 3, text1 10, text32 5)', '0')
+  .option('--no-profile', "skip ONNX Runtime's per-op profile of our graphs")
+  .option('--peak-gflops <n>', 'fp32 peak of this CPU for the GEMM efficiency line (default: cores x 32 FLOP/cycle x 3.7 GHz, Zen 4)')
   .option('--seed <n>', 'checkpoint seed', String(DEFAULT_SEED))
   .option('--write', 'write BENCHMARKS.md even for a subset run')
   .option('--no-write', 'do not write BENCHMARKS.md')
   .parse();
 const opts = program.opts<{ only: string; dtype: string; threads: string; torch: boolean; torchGrid: string; python?: string;
-  warmup: string; reps: string; seed: string; write?: boolean }>();
+  warmup: string; reps: string; seed: string; write?: boolean; profile: boolean; peakGflops?: string }>();
 
 const only = opts.only.split(',').filter(Boolean);
 for (const o of only) if (!['load', 'image', 'text', ...ROWS].includes(o)) throw new Error(`--only: unknown part "${o}"`);
@@ -149,6 +154,7 @@ async function main() {
 
   // Our model: per dtype a cold load (empty graph cache) and a warm process that loads and runs the rows.
   const ours: Record<string, { cold?: RunResult | null; warm?: RunResult | null }> = {};
+  const profiles: ProfileResult[] = [];
   const haveModel = existsSync(MODEL_MODULE);
   if (!haveModel) log(`  our model skipped: ${MODEL_MODULE} does not exist yet`);
   for (const dtype of haveModel ? dtypes : []) {
@@ -162,6 +168,16 @@ async function main() {
     }
     log(`  ours ${dtype}: warm load + ${rows.join(', ') || 'nothing else'} ...`);
     ours[dtype].warm = runJson<RunResult>(process.execPath, [...worker, '--rows', rows.join(','), '--out', join(outDir, `ours-${dtype}.safetensors`), ...common], {}, `ours ${dtype}`);
+    if (!opts.profile || !ours[dtype].warm) continue;
+    const towers: [string, number][] = [];
+    if (rows.some((r) => r.startsWith('image'))) towers.push(['vision', 1]);
+    if (rows.some((r) => r.startsWith('text'))) towers.push(['text', 32]);
+    for (const [tower, batch] of towers) {
+      log(`  ours ${dtype}: profiling the ${tower} graph, batch ${batch} ...`);
+      const p = runJson<ProfileResult>(process.execPath, ['--import', 'tsx', 'bench/profile.ts', '--graph-cache', graphs, '--tower', tower,
+        '--dtype', dtype, '--inputs', inputs, '--batch', String(batch), '--threads', opts.threads], {}, `profile ${dtype} ${tower}`);
+      if (p) profiles.push(p);
+    }
   }
 
   // Agreement: ours fp32 vs torch (same inputs), ours q8 vs ours fp32 (+ zero-shot top-1 agreement).
@@ -216,6 +232,17 @@ async function main() {
     `| torch threads × OpenBLAS threads | load | ${rows.join(' | ')} | peak RSS |`, `|---|---|${rows.map(() => '---').join('|')}|---|`,
     ...torchRuns.map((t) => `| ${t.setting} | ${fmtS(t.load_s)} | ${rows.map((r) => fmtS(t.rows[r]?.median_s)).join(' | ')} | ${fmtGB(t.peak_rss_bytes)} |`),
   ] : [];
+  const cores = Number(m.cores) || availableParallelism();
+  const peak = Number(opts.peakGflops ?? cores * 32 * 3.7);
+  const prof = profiles.length ? [
+    `Where the time goes (ONNX Runtime profiler, one run after a warm-up, ${opts.threads} thread(s); GEMM = MatMul/Gemm/Conv and int8`,
+    `matmul kernels; GFLOP/s = the tower's matrix-product FLOPs / GEMM kernel time, fp32-equivalent for q8; peak = ${peak.toFixed(0)} GFLOP/s`,
+    `assumed: ${cores} cores × 32 fp32 FLOP/cycle × 3.7 GHz):`, '',
+    '| graph | run | GEMM share | GEMM GFLOP/s | of fp32 peak | largest other ops |', '|---|---|---|---|---|---|',
+    ...profiles.map((p) => `| ${p.tower} ${p.dtype}, batch ${p.batch}×${p.seq} tokens | ${fmtS(p.run_ms / 1000)} | ${(100 * p.gemm_ms / p.kernel_ms).toFixed(1)}% | ${p.gemm_gflops.toFixed(0)} | ${(100 * p.gemm_gflops / peak).toFixed(0)}% | ${
+      p.ops.filter((o) => !GEMM_OPS.has(o.op)).slice(0, 4).map((o) => `${o.op} ${(100 * o.share).toFixed(1)}%`).join(', ')} |`),
+    '',
+  ] : [];
   const load1 = loadavg()[0];
   const versions = [
     `Node ${process.version}`,
@@ -239,6 +266,7 @@ async function main() {
     ...lines,
     '',
     ...(grid.length ? ['PyTorch by thread setting (oversubscribing 2 cores — torch and OpenBLAS pools both at 2 — is expected to be the slowest):', '', ...grid, ''] : []),
+    ...prof,
     ...(agreement.length ? ['Numerical agreement on the benchmark inputs (features before normalisation; cosine = the lowest over the batch):', '',
       '| comparison | row | max abs diff | min cosine |', '|---|---|---|---|', ...agreement, ''] : []),
     ...(ranking ? [ranking, ''] : []),
