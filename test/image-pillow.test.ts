@@ -62,3 +62,15 @@ test('decoded formats and modes match Pillow Image.open(...).convert("RGB")', as
   }
   assert.deepEqual(failures, [], `${failures.length} of ${G.decode.length} decodes differ from Pillow`);
 });
+
+test('after an image too large to keep wasm memory for, the next instance gives the same bytes', () => {
+  // 68 MB: the wasm instance is dropped after use (its memory grew past 64 MB)
+  const tile = synth(4200, 60, 3).data;
+  const big: RawImage = { data: new Uint8Array(4200 * 5400 * 3), width: 4200, height: 5400, channels: 3 };
+  for (let y = 0; y < 5400; y += 60) big.data.set(tile, y * 4200 * 3);
+  const a = resize(big, 420, 540, 'bicubic');
+  const b = resize(big, 420, 540, 'bicubic'); // a fresh instance
+  assert.equal(sha256(a.data as Uint8Array), sha256(b.data as Uint8Array));
+  const c = G.resize.find((r) => r.filter === 'lanczos' && r.channels === 3)!;
+  assert.equal(sha256(resize(synth(c.width, c.height, 3), c.to[0], c.to[1], 'lanczos').data as Uint8Array), c.sha256);
+});

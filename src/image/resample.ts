@@ -240,6 +240,11 @@ function wasmLayout(w: WasmPasses, sizes: number[]): number[] {
   return offsets;
 }
 
+/** Wasm memory never shrinks: after a very large image, drop the instance so it can be collected. */
+function releaseIfLarge(w: WasmPasses): void {
+  if (w.memory.buffer.byteLength > 64 * 2 ** 20) wasm = undefined;
+}
+
 function horizontalWasm(w: WasmPasses, src: Uint8Array, srcWidth: number, y0: number, rows: number, c: Coeffs): Uint8Array {
   const outW = c.bounds.length >> 1;
   const srcBytes = src.subarray(y0 * srcWidth * 3, (y0 + rows) * srcWidth * 3);
@@ -250,7 +255,9 @@ function horizontalWasm(w: WasmPasses, src: Uint8Array, srcWidth: number, y0: nu
   new Int32Array(w.memory.buffer, pBounds, c.bounds.length).set(c.bounds);
   new Int32Array(w.memory.buffer, pKK, c.kk.length).set(c.kk);
   w.hpass3(pSrc, srcWidth * 3, rows, outW, pBounds, pKK, c.ksize, pOut);
-  return mem.slice(pOut, pOut + outLen);
+  const out = mem.slice(pOut, pOut + outLen);
+  releaseIfLarge(w);
+  return out;
 }
 
 function verticalWasm(w: WasmPasses, src: Uint8Array, width: number, ch: number, c: Coeffs): Uint8Array {
@@ -262,7 +269,9 @@ function verticalWasm(w: WasmPasses, src: Uint8Array, width: number, ch: number,
   new Int32Array(w.memory.buffer, pBounds, c.bounds.length).set(c.bounds);
   new Int32Array(w.memory.buffer, pKK, c.kk.length).set(c.kk);
   w.vpass(pSrc, width * ch, outH, pBounds, pKK, c.ksize, pOut);
-  return mem.slice(pOut, pOut + outLen);
+  const out = mem.slice(pOut, pOut + outLen);
+  releaseIfLarge(w);
+  return out;
 }
 
 function copyRegion(image: RawImage, r: Region): Uint8Array {
