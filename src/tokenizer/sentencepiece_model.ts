@@ -95,17 +95,20 @@ class Reader {
   }
 }
 
+const PIECE_TAG: [number, number] = [1, WIRE_LEN];
 const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
+/** NormalizerSpec defaults from sentencepiece_model.proto. */
+const defaultNormalizerSpec = (): NormalizerSpec => ({
+  name: '',
+  precompiledCharsmap: new Uint8Array(0),
+  addDummyPrefix: true,
+  removeExtraWhitespaces: true,
+  escapeWhitespaces: true,
+});
+
 function parseNormalizerSpec(r: Reader, end: number): NormalizerSpec {
-  // Defaults from sentencepiece_model.proto.
-  const spec: NormalizerSpec = {
-    name: '',
-    precompiledCharsmap: new Uint8Array(0),
-    addDummyPrefix: true,
-    removeExtraWhitespaces: true,
-    escapeWhitespaces: true,
-  };
+  const spec = defaultNormalizerSpec();
   const sub = new Reader(r.buf, r.file, r.pos, end);
   while (sub.pos < end) {
     const [field, wire] = sub.tag();
@@ -129,9 +132,14 @@ export function parseSentencePieceModel(buf: Uint8Array, file: string): Sentence
   // First pass over the top level: count pieces so the arrays are allocated once.
   let count = 0;
   while (r.pos < r.end) {
-    const [field, wire] = r.tag();
-    if (field === 1 && wire === WIRE_LEN) count++;
-    r.skip(wire);
+    if (buf[r.pos] === 0x0a) {
+      // pieces = 1 (fast path: tag byte 0x0a)
+      r.pos++;
+      r.lengthDelimited();
+      count++;
+    } else {
+      r.skip(r.tag()[1]);
+    }
   }
   const pieceStart = new Int32Array(count);
   const pieceLength = new Int32Array(count);
@@ -146,7 +154,7 @@ export function parseSentencePieceModel(buf: Uint8Array, file: string): Sentence
   let i = 0;
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   while (r.pos < r.end) {
-    const [field, wire] = r.tag();
+    const [field, wire] = buf[r.pos] === 0x0a ? (r.pos++, PIECE_TAG) : r.tag();
     if (field === 1 && wire === WIRE_LEN) {
       const start = r.lengthDelimited();
       const end = r.pos;
@@ -214,13 +222,7 @@ export function parseSentencePieceModel(buf: Uint8Array, file: string): Sentence
     pieceLength,
     scores,
     types,
-    normalizer: normalizer ?? {
-      name: '',
-      precompiledCharsmap: new Uint8Array(0),
-      addDummyPrefix: true,
-      removeExtraWhitespaces: true,
-      escapeWhitespaces: true,
-    },
+    normalizer: normalizer ?? defaultNormalizerSpec(),
     modelType,
     treatWhitespaceAsSuffix,
     byteFallback,
