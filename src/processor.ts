@@ -1,7 +1,7 @@
 // AltCLIPProcessor of transformers 4.40.2 (models/altclip/processing_altclip.py): the tokenizer for
 // `text`, CLIPImageProcessor for `images`, either one optional; returns model-ready Tensors.
 import type { PretrainedOptions } from './hub/index.js';
-import { CLIPImageProcessor, type DecodeOptions, type ImageInput, type PreprocessOverrides } from './image/index.js';
+import { CLIPImageProcessor, type ImageDecodeOptions, type ImageInput, type PreprocessOverrides } from './image/index.js';
 import { Tensor } from './tensor.js';
 import { XLMRobertaTokenizer, type BatchEncodeOptions, type TokenizerOptions } from './tokenizer/index.js';
 
@@ -39,7 +39,7 @@ export class AltCLIPProcessor {
   ) {}
 
   /** Loads preprocessor_config.json and the tokenizer files of a model folder or hub repo. */
-  static async fromPretrained(pathOrRepoId: string, options: PretrainedOptions & DecodeOptions & Pick<TokenizerOptions, 'from'> = {}): Promise<AltCLIPProcessor> {
+  static async fromPretrained(pathOrRepoId: string, options: PretrainedOptions & ImageDecodeOptions & Pick<TokenizerOptions, 'from'> = {}): Promise<AltCLIPProcessor> {
     const [imageProcessor, tokenizer] = await Promise.all([
       CLIPImageProcessor.fromPretrained(pathOrRepoId, options),
       XLMRobertaTokenizer.fromPretrained(pathOrRepoId, options),

@@ -16,7 +16,7 @@ import sharp, { type Sharp } from 'sharp';
 import { decodeBmp } from './bmp.js';
 import type { ImageInput, RawImage } from './types.js';
 
-export interface DecodeOptions {
+export interface ImageDecodeOptions {
   /** Rotate/flip by the EXIF Orientation tag (default false: pixels as stored, like the reference). */
   applyExifOrientation?: boolean;
   /**
@@ -52,7 +52,7 @@ function sniff(b: Uint8Array): Format | { unsupported: string } | null {
 const SUPPORTED = 'JPEG, PNG, WebP, GIF, BMP';
 
 /** Decode encoded image bytes; `name` (a path, URL or "<bytes>") is used in error messages. */
-export async function decodeImage(bytes: Uint8Array, name: string, options: DecodeOptions = {}): Promise<RawImage> {
+export async function decodeImage(bytes: Uint8Array, name: string, options: ImageDecodeOptions = {}): Promise<RawImage> {
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (bytes.length === 0) throw new Error(`${name}: empty file, not an image`);
   const format = sniff(bytes);
@@ -263,7 +263,7 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
 }
 
 /** Any ImageInput -> decoded pixels (channels as Pillow's mode: L, LA, RGB or RGBA). */
-export async function loadImage(input: ImageInput, options: DecodeOptions = {}): Promise<RawImage> {
+export async function loadImage(input: ImageInput, options: ImageDecodeOptions = {}): Promise<RawImage> {
   if (isRawImage(input)) return checkRaw(input);
   if (input instanceof Uint8Array) return decodeImage(input, '<image bytes>', options);
   const url = input instanceof URL ? input : /^(https?|file):\/\//i.test(input) ? new URL(input) : null;

@@ -1,6 +1,6 @@
 // Image stage: decoding (sharp), Pillow-exact resampling, CLIPImageProcessor.
 export type { ImageInput, RawImage } from './types.js';
-export { loadImage, decodeImage, convertToRGB, dropAlpha, DEFAULT_MAX_PIXELS, type DecodeOptions } from './decode.js';
+export { loadImage, decodeImage, convertToRGB, dropAlpha, DEFAULT_MAX_PIXELS, type ImageDecodeOptions } from './decode.js';
 export { resize, setResampleBackend, PIL_RESAMPLE, type Resample, type Region } from './resample.js';
 export {
   CLIPImageProcessor,

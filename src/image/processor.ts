@@ -3,7 +3,7 @@
 import * as fs from 'node:fs/promises';
 import { resolveFile, type PretrainedOptions } from '../hub/index.js';
 import { Tensor } from '../tensor.js';
-import { dropAlpha, loadImage, type DecodeOptions } from './decode.js';
+import { dropAlpha, loadImage, type ImageDecodeOptions } from './decode.js';
 import { PIL_RESAMPLE, resize, type Region, type Resample } from './resample.js';
 import type { ImageInput, RawImage } from './types.js';
 
@@ -24,7 +24,7 @@ export interface ImageProcessorConfig {
 }
 
 /** Per-call overrides (transformers' preprocess kwargs), plus decoding options. */
-export interface PreprocessOverrides extends DecodeOptions {
+export interface PreprocessOverrides extends ImageDecodeOptions {
   doResize?: boolean;
   /** A number means shortest edge; [h, w] or {height, width} an exact size. */
   size?: number | [number, number] | SizeDict | { shortest_edge: number };
@@ -158,15 +158,15 @@ function centerCrop(img: RawImage, cropH: number, cropW: number): RawImage {
 export class CLIPImageProcessor {
   readonly config: ImageProcessorConfig;
   /** Decoding options used by every call unless overridden. */
-  readonly decodeOptions: DecodeOptions;
+  readonly decodeOptions: ImageDecodeOptions;
 
   /** `dict` is a preprocessor_config.json object (snake_case keys, both size layouts). */
-  constructor(dict: Record<string, unknown> = {}, decodeOptions: DecodeOptions = {}) {
+  constructor(dict: Record<string, unknown> = {}, decodeOptions: ImageDecodeOptions = {}) {
     this.config = configFromDict(dict);
     this.decodeOptions = decodeOptions;
   }
 
-  static async fromPretrained(pathOrRepoId: string, options: PretrainedOptions & DecodeOptions = {}): Promise<CLIPImageProcessor> {
+  static async fromPretrained(pathOrRepoId: string, options: PretrainedOptions & ImageDecodeOptions = {}): Promise<CLIPImageProcessor> {
     const file = (await resolveFile(pathOrRepoId, 'preprocessor_config.json', options)) as string;
     let dict: unknown;
     try {
@@ -254,8 +254,8 @@ export class CLIPImageProcessor {
   }
 }
 
-function definedOnly(o: DecodeOptions): DecodeOptions {
-  const r: DecodeOptions = {};
+function definedOnly(o: ImageDecodeOptions): ImageDecodeOptions {
+  const r: ImageDecodeOptions = {};
   if (o.applyExifOrientation !== undefined) r.applyExifOrientation = o.applyExifOrientation;
   if (o.maxPixels !== undefined) r.maxPixels = o.maxPixels;
   return r;
