@@ -180,6 +180,12 @@ async function main() {
     }
   }
 
+  // q8 on the tiny fixture checkpoints, against transformers' fp32 goldens.
+  const tiny = haveModel && dtypes.includes('q8')
+    ? runJson<{ min_cos_text: number; min_cos_image: number; top1_agree: number; top1_total: number }>(process.execPath,
+      ['--import', 'tsx', 'bench/q8_tiny.ts', '--graph-cache', join(cache, 'graphs-tiny'), '--threads', opts.threads], {}, 'q8 on the tiny fixtures')
+    : null;
+
   // Agreement: ours fp32 vs torch (same inputs), ours q8 vs ours fp32 (+ zero-shot top-1 agreement).
   const feats = (f: string) => (existsSync(f) ? readSafetensors(f) : null);
   const torchF = torchRuns.length ? feats(join(outDir, `torch-${torchRuns[0].setting}.safetensors`)) : null;
@@ -270,6 +276,8 @@ async function main() {
     ...(agreement.length ? ['Numerical agreement on the benchmark inputs (features before normalisation; cosine = the lowest over the batch):', '',
       '| comparison | row | max abs diff | min cosine |', '|---|---|---|---|', ...agreement, ''] : []),
     ...(ranking ? [ranking, ''] : []),
+    ...(tiny ? [`q8 on the tiny fixture checkpoints (tiny-altclip, tiny-altclip-b; every golden combo) vs transformers' fp32 goldens: lowest cosine`,
+      `${tiny.min_cos_text.toFixed(4)} (text features), ${tiny.min_cos_image.toFixed(4)} (image features); zero-shot top-1 agreement ${tiny.top1_agree}/${tiny.top1_total}.`, ''] : []),
     'Cold load builds (and for q8 quantizes) the graphs into an empty graph cache; warm load finds them cached. In both, the',
     'checkpoint file is usually in the OS page cache already (it was just read), so neither includes reading 3.4 GB from disk.',
     'Peak RSS is the process maximum (getrusage) of the process that loaded the model and ran all rows, memory-mapped weights included.',
