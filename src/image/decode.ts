@@ -251,15 +251,18 @@ async function readFile(file: string): Promise<Uint8Array> {
   }
 }
 
+const DOWNLOAD_TIMEOUT_MS = 60_000;
+
 async function fetchBytes(url: string): Promise<Uint8Array> {
-  let res: Response;
   try {
-    res = await fetch(url);
+    const res = await fetch(url, { signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS) });
+    if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
+    return new Uint8Array(await res.arrayBuffer());
   } catch (e) {
-    throw new Error(`${url}: cannot download image: ${(e as Error).message}`);
+    const err = e as Error;
+    const why = err.name === 'TimeoutError' ? `no complete answer within ${DOWNLOAD_TIMEOUT_MS / 1000} s` : err.message;
+    throw new Error(`${url}: cannot download image: ${why}`);
   }
-  if (!res.ok) throw new Error(`${url}: cannot download image: HTTP ${res.status} ${res.statusText}`);
-  return new Uint8Array(await res.arrayBuffer());
 }
 
 /** Any ImageInput -> decoded pixels (channels as Pillow's mode: L, LA, RGB or RGBA). */
