@@ -90,8 +90,8 @@ async function embed(inputArgs: string[], flags: EmbedFlags): Promise<number> {
       skipped = await imageBatches(
         todoImages,
         flags.batchSize,
-        async (batch) => [await embedImageMatrix(clip, batch, options)],
-        (batch, [m]) => sink.write(batch.map((input) => ({ type: 'image', input })), m),
+        async (batch) => rowsOf(await embedImageMatrix(clip, batch, options)),
+        (batch, rows) => sink.write(batch.map((input) => ({ type: 'image', input })), stack(rows)),
         progress,
       );
       for (let start = 0; start < todoTexts.length; start += flags.batchSize) {
@@ -214,6 +214,17 @@ class JsonlSink implements Sink {
   }
 
   close(): void {}
+}
+
+function rowsOf(m: Matrix): Float32Array[] {
+  return Array.from({ length: m.rows }, (_, i) => m.data.subarray(i * m.cols, (i + 1) * m.cols));
+}
+
+function stack(rows: Float32Array[]): Matrix {
+  const cols = rows[0]!.length;
+  const data = new Float32Array(rows.length * cols);
+  rows.forEach((r, i) => data.set(r, i * cols));
+  return { data, rows: rows.length, cols };
 }
 
 function checkDim(out: string, have: number, got: number): void {

@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CliError } from './errors.js';
 
-/** File extensions taken from a folder (formats sharp decodes). */
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp', '.tif', '.tiff', '.avif', '.heic', '.heif']);
+/** File extensions taken from a folder: the formats the image decoder reads (src/image/decode.ts). */
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp']);
 
 export function isUrl(arg: string): boolean {
   return /^https?:\/\//i.test(arg);

@@ -29,13 +29,14 @@ export async function imageTextSimilarity(
 const scales = new WeakMap<TaskModel, Promise<number>>();
 
 /**
- * exp(logit_scale) of the model. The model contract exposes it only inside forward()'s
- * logits_per_image = exp(logit_scale) * text_embeds . image_embeds, so it is read off one small
- * forward call (a synthetic image, a few texts; the pair with the largest |cosine| is used) and cached.
+ * exp(logit_scale) of the model, in float32 as forward() applies it. AltCLIPModel has it as
+ * `logitScaleExp`; for a model without it, it is read off one small forward call
+ * (logits_per_image = exp(logit_scale) * text_embeds . image_embeds, on a synthetic image and a few
+ * texts; the pair with the largest |cosine| is used) and cached.
  */
 export function logitScale(clip: AltCLIPParts): Promise<number> {
-  const known = (clip.model as { logitScale?: unknown }).logitScale;
-  if (typeof known === 'number') return Promise.resolve(known);
+  const known = clip.model.logitScaleExp;
+  if (typeof known === 'number') return Promise.resolve(Math.fround(known));
   let scale = scales.get(clip.model);
   if (!scale) {
     scale = measureLogitScale(clip);

@@ -15,7 +15,8 @@ export interface TaskModel {
   getTextFeatures(inputs: { inputIds: Tensor; attentionMask?: Tensor }): Promise<Tensor>;
   /** [B, projection_dim], not normalised. */
   getImageFeatures(inputs: { pixelValues: Tensor }): Promise<Tensor>;
-  /** Used once per model to read exp(logit_scale) off `logitsPerImage` (see similarity.ts). */
+  /** exp(logit_scale); without it, it is read once off forward()'s `logitsPerImage` (see similarity.ts). */
+  readonly logitScaleExp?: number;
   forward(inputs: { inputIds?: Tensor; attentionMask?: Tensor; pixelValues?: Tensor }): Promise<{
     logitsPerImage: Tensor;
     textEmbeds: Tensor;
