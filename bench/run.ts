@@ -53,11 +53,11 @@ const opts = program.opts<{ only: string; dtype: string; threads: string; torch:
   warmup: string; reps: string; seed: string; write?: boolean; profile: boolean; peakGflops?: string }>();
 
 const only = opts.only.split(',').filter(Boolean);
-for (const o of only) if (!['load', 'image', 'text', ...ROWS].includes(o)) throw new Error(`--only: unknown part "${o}"`);
+for (const o of only) if (!['load', 'image', 'text', ...ROWS].includes(o)) program.error(`--only: unknown part "${o}"`);
 const rows: Row[] = only.length ? ROWS.filter((r) => only.includes(r) || only.includes(r.replace(/\d+$/, ''))) : [...ROWS];
 const measureLoad = !only.length || only.includes('load');
 const dtypes = opts.dtype.split(',').filter(Boolean);
-for (const d of dtypes) if (d !== 'fp32' && d !== 'q8') throw new Error(`--dtype: unknown dtype "${d}" (fp32, q8)`);
+for (const d of dtypes) if (d !== 'fp32' && d !== 'q8') program.error(`--dtype: unknown dtype "${d}" (fp32, q8)`);
 const log = (m: string) => process.stderr.write(m + '\n');
 
 function runJson<T>(cmd: string, args: string[], env: NodeJS.ProcessEnv, what: string): T | null {
@@ -281,6 +281,10 @@ async function main() {
     'Cold load builds (and for q8 quantizes) the graphs into an empty graph cache; warm load finds them cached. In both, the',
     'checkpoint file is usually in the OS page cache already (it was just read), so neither includes reading 3.4 GB from disk.',
     'Peak RSS is the process maximum (getrusage) of the process that loaded the model and ran all rows, memory-mapped weights included.',
+    '',
+    'Reproduce: `apt-get install python3-torch python3-numpy libopenblas0-pthread` (without libopenblas0-pthread Debian\'s torch',
+    'runs on the reference BLAS, ~50× slower), then `npm run bench` (the checkpoint is generated once into bench/.cache/, ~35 s);',
+    '`npm run bench -- --help` lists the subsets and settings.',
     '',
   ].join('\n');
   process.stdout.write('\n' + md);
