@@ -237,7 +237,7 @@ test('per-call overrides behave like transformers kwargs', async () => {
   const v = tiny.data[0];
   assert.equal(ed[2 * 9 + 1], Math.fround(Math.fround(Math.fround(v * (1 / 255)) - Math.fround(0.48145466)) / Math.fround(0.26862954)));
   // doConvertRgb false on a gray image fails, as in Python
-  await assert.rejects(processor.preprocess(path.join(FIX, 'images', 'gray_portrait.png'), { doConvertRgb: false }), /doConvertRgb/);
+  await assert.rejects(processor.preprocess(path.join(FIX, 'images', 'gray_portrait.png'), { doConvertRgb: false }), /gray_portrait.png: image has 1 channels; doConvertRgb/);
   assert.throws(() => configFromDict({ resample: 9 }), /resample/);
   assert.throws(() => configFromDict({ size: { longest: 3 } }), /size/);
 });

@@ -183,15 +183,16 @@ export class CLIPImageProcessor {
   }
 
   /**
-   * Steps before the float math: decode, convert_to_rgb, resize, center crop. Returns uint8 HWC
-   * (3 channels; 1 for gray input when `keepGray`, which the float step expands).
+   * The steps before the float math — decode, convert_to_rgb, resize, center crop — as uint8 RGB
+   * HWC (what the reference feeds to rescale / normalize).
    */
-  async preprocessUint8(image: ImageInput, overrides: PreprocessOverrides = {}, keepGray = false): Promise<RawImage> {
+  async preprocessUint8(image: ImageInput, overrides: PreprocessOverrides = {}): Promise<RawImage> {
     const cfg = applyOverrides(this.config, overrides);
     const decoded = await loadImage(image, { ...this.decodeOptions, ...definedOnly(overrides) });
-    return this.resizeAndCrop(decoded, cfg, keepGray);
+    return this.resizeAndCrop(decoded, cfg, false);
   }
 
+  /** With `keepGray`, gray input stays 1 channel (toCHW expands it). */
   private resizeAndCrop(decoded: RawImage, cfg: ImageProcessorConfig, keepGray: boolean): RawImage {
     let img = decoded;
     if (cfg.doConvertRgb) {
@@ -241,7 +242,12 @@ export class CLIPImageProcessor {
         next = loadImage(list[i + 1], decodeOptions);
         next.catch(() => {}); // surfaced when awaited
       }
-      const img = this.resizeAndCrop(decoded, cfg, true);
+      let img: RawImage;
+      try {
+        img = this.resizeAndCrop(decoded, cfg, true);
+      } catch (e) {
+        throw new Error(`${describe(list[i], i)}: ${(e as Error).message}`);
+      }
       if (out === null) {
         [h, w] = [img.height, img.width];
         out = new Float32Array(list.length * 3 * h * w);
@@ -252,6 +258,12 @@ export class CLIPImageProcessor {
     }
     return { pixelValues: new Tensor('float32', out!, [list.length, 3, h, w]) };
   }
+}
+
+function describe(input: ImageInput, i: number): string {
+  if (typeof input === 'string') return input;
+  if (input instanceof URL) return input.href;
+  return input instanceof Uint8Array ? `image ${i} (encoded bytes)` : `image ${i} (raw pixels)`;
 }
 
 function definedOnly(o: ImageDecodeOptions): ImageDecodeOptions {
