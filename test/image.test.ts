@@ -241,3 +241,17 @@ test('per-call overrides behave like transformers kwargs', async () => {
   assert.throws(() => configFromDict({ resample: 9 }), /resample/);
   assert.throws(() => configFromDict({ size: { longest: 3 } }), /size/);
 });
+
+test('size / crop_size overrides reproduce the interpolate_pos_encoding goldens (280x280, 160x192)', async () => {
+  const processor = await processorP;
+  const g = readSafetensors(path.join(FIX, 'goldens', 'interpolate_pos_encoding.safetensors'));
+  const inputs = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', 'interpolate_pos_encoding.json'), 'utf8')).inputs;
+  for (const spec of Object.values(inputs) as { image: string; processor_call: { size: { shortest_edge: number }; crop_size: { height: number; width: number } }; pixel_values: string; shape: number[] }[]) {
+    const { pixelValues } = await processor.preprocess(path.join(FIX, spec.image), { size: spec.processor_call.size, cropSize: spec.processor_call.crop_size });
+    assert.deepEqual(pixelValues.dims, spec.shape);
+    const want = g.get(spec.pixel_values)!.bytes;
+    const m = maxAbsDiff(pixelValues.data as Float32Array, new Float32Array(want.buffer, want.byteOffset, want.byteLength / 4));
+    console.log(`${spec.pixel_values}: max abs diff ${m}`);
+    assert.equal(m, 0);
+  }
+});
