@@ -204,6 +204,7 @@ function vertical(src: Uint8Array, width: number, ch: number, c: Coeffs): Uint8A
 interface WasmPasses {
   memory: WebAssembly.Memory;
   hpass3(src: number, srcStride: number, rows: number, outW: number, bounds: number, kk: number, ksize: number, out: number): void;
+  hpass3x2(src: number, srcStride: number, pairs: number, outW: number, bounds: number, kk: number, ksize: number, out: number): void;
   vpass(src: number, stride: number, outH: number, bounds: number, kk: number, ksize: number, out: number): void;
 }
 let wasm: WasmPasses | null | undefined;
@@ -254,7 +255,9 @@ function horizontalWasm(w: WasmPasses, src: Uint8Array, srcWidth: number, y0: nu
   mem.set(srcBytes, pSrc);
   new Int32Array(w.memory.buffer, pBounds, c.bounds.length).set(c.bounds);
   new Int32Array(w.memory.buffer, pKK, c.kk.length).set(c.kk);
-  w.hpass3(pSrc, srcWidth * 3, rows, outW, pBounds, pKK, c.ksize, pOut);
+  const pairs = rows >> 1;
+  w.hpass3x2(pSrc, srcWidth * 3, pairs, outW, pBounds, pKK, c.ksize, pOut);
+  if (rows & 1) w.hpass3(pSrc + 2 * pairs * srcWidth * 3, srcWidth * 3, 1, outW, pBounds, pKK, c.ksize, pOut + 2 * pairs * outW * 3);
   const out = mem.slice(pOut, pOut + outLen);
   releaseIfLarge(w);
   return out;

@@ -49,6 +49,61 @@
         (local.set $y (i32.add (local.get $y) (i32.const 1)))
         (br $loop_y))))
 
+  ;; hpass3 for row pairs (rows 2i and 2i + 1 share each tap's coefficient): `pairs` pairs.
+  (func (export "hpass3x2")
+    (param $src i32) (param $srcStride i32) (param $pairs i32) (param $outW i32)
+    (param $bounds i32) (param $kk i32) (param $ksize i32) (param $out i32)
+    (local $y i32) (local $xx i32) (local $row i32) (local $b i32) (local $outStride i32)
+    (local $p i32) (local $k i32) (local $n i32) (local $w v128) (local $acc0 v128) (local $acc1 v128)
+    (local $rowOut i32) (local $first1 i32)
+    (local.set $outStride (i32.mul (local.get $outW) (i32.const 3)))
+    (block $done_y
+      (loop $loop_y
+        (br_if $done_y (i32.ge_u (local.get $y) (local.get $pairs)))
+        (local.set $row (i32.add (local.get $src) (i32.mul (i32.shl (local.get $y) (i32.const 1)) (local.get $srcStride))))
+        (local.set $rowOut (local.get $out))
+        (local.set $xx (i32.const 0))
+        (block $done_x
+          (loop $loop_x
+            (br_if $done_x (i32.ge_u (local.get $xx) (local.get $outW)))
+            (local.set $b (i32.add (local.get $bounds) (i32.shl (local.get $xx) (i32.const 3))))
+            (local.set $p (i32.add (local.get $row) (i32.mul (i32.load (local.get $b)) (i32.const 3))))
+            (local.set $n (i32.load offset=4 (local.get $b)))
+            (local.set $k (i32.add (local.get $kk) (i32.shl (i32.mul (local.get $xx) (local.get $ksize)) (i32.const 2))))
+            (local.set $acc0 (i32x4.splat (i32.const 2097152)))
+            (local.set $acc1 (local.get $acc0))
+            (block $done_t
+              (loop $loop_t
+                (br_if $done_t (i32.eqz (local.get $n)))
+                (local.set $w (i32x4.splat (i32.load (local.get $k))))
+                (local.set $acc0 (i32x4.add (local.get $acc0) (i32x4.mul
+                  (i32x4.extend_low_i16x8_u (i16x8.extend_low_i8x16_u (v128.load32_zero align=1 (local.get $p))))
+                  (local.get $w))))
+                (local.set $acc1 (i32x4.add (local.get $acc1) (i32x4.mul
+                  (i32x4.extend_low_i16x8_u (i16x8.extend_low_i8x16_u (v128.load32_zero align=1 (i32.add (local.get $p) (local.get $srcStride)))))
+                  (local.get $w))))
+                (local.set $p (i32.add (local.get $p) (i32.const 3)))
+                (local.set $k (i32.add (local.get $k) (i32.const 4)))
+                (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+                (br $loop_t)))
+            (local.set $acc0 (i32x4.shr_s (local.get $acc0) (i32.const 22)))
+            (local.set $acc1 (i32x4.shr_s (local.get $acc1) (i32.const 22)))
+            ;; lanes 0-3: row 2i, lanes 8-11: row 2i + 1
+            (local.set $acc0 (i8x16.narrow_i16x8_u
+              (i16x8.narrow_i32x4_s (local.get $acc0) (local.get $acc0))
+              (i16x8.narrow_i32x4_s (local.get $acc1) (local.get $acc1))))
+            (i32.store align=1 (local.get $out) (i32x4.extract_lane 0 (local.get $acc0)))
+            (i32.store align=1 (i32.add (local.get $out) (local.get $outStride)) (i32x4.extract_lane 2 (local.get $acc0)))
+            ;; remember the first byte of row 2i + 1: the spare 4th byte of row 2i's last pixel lands on it
+            (local.set $first1 (select (local.get $first1) (i32x4.extract_lane 2 (local.get $acc0)) (local.get $xx)))
+            (local.set $out (i32.add (local.get $out) (i32.const 3)))
+            (local.set $xx (i32.add (local.get $xx) (i32.const 1)))
+            (br $loop_x)))
+        (i32.store8 (i32.add (local.get $rowOut) (local.get $outStride)) (local.get $first1))
+        (local.set $out (i32.add (local.get $out) (local.get $outStride))) ;; skip the odd row
+        (local.set $y (i32.add (local.get $y) (i32.const 1)))
+        (br $loop_y))))
+
   ;; Vertical pass over rows of `stride` bytes (any channel count), 16 bytes at a time. Output row
   ;; yy = sum over n rows from src + ymin * stride. The last block of a row may run past its end:
   ;; those bytes land on the next output row before it is computed, so the caller leaves 15 spare
