@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { XLMRobertaTokenizer } from '../src/tokenizer/index.js';
-import { parseSentencePieceModel } from '../src/tokenizer/sentencepiece_model.js';
+import { encodeSentencePieceModel, parseSentencePieceModel } from '../src/tokenizer/sentencepiece_model.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtures = path.join(here, '..', 'test', 'fixtures');
@@ -97,44 +97,7 @@ function buildVocab(): { pieces: string[]; scores: number[] } {
   return { pieces: sorted.map(([p]) => p), scores: sorted.map(([, c]) => Math.log(c / total)) };
 }
 
-// ---- writers: sentencepiece ModelProto and tokenizer.json ----
-function varint(n: number, out: number[]): void {
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-}
-function lenField(field: number, payload: Uint8Array, out: number[]): void {
-  varint((field << 3) | 2, out);
-  varint(payload.length, out);
-  for (const b of payload) out.push(b);
-}
-function writeModel(pieces: string[], scores: number[], types: number[], charsmap: Uint8Array): Buffer {
-  const chunks: Buffer[] = [];
-  const f32 = Buffer.alloc(4);
-  for (let i = 0; i < pieces.length; i++) {
-    const m: number[] = [];
-    lenField(1, Buffer.from(pieces[i], 'utf8'), m);
-    f32.writeFloatLE(scores[i]);
-    m.push(0x15, ...f32);
-    m.push(0x18, types[i]);
-    const top: number[] = [];
-    lenField(1, Uint8Array.from(m), top);
-    chunks.push(Buffer.from(top));
-  }
-  const trainer: number[] = [0x18, 1]; // model_type = UNIGRAM
-  const normalizer: number[] = [];
-  lenField(1, Buffer.from('nmt_nfkc'), normalizer);
-  lenField(2, charsmap, normalizer);
-  normalizer.push(0x18, 1, 0x20, 1, 0x28, 1);
-  const tail: number[] = [];
-  lenField(2, Uint8Array.from(trainer), tail);
-  lenField(3, Uint8Array.from(normalizer), tail);
-  chunks.push(Buffer.from(tail));
-  return Buffer.concat(chunks);
-}
-
+// ---- tokenizer.json writer (the .model is written by encodeSentencePieceModel) ----
 function writeTokenizerJson(pieces: string[], scores: number[], charsmap: Uint8Array): string {
   const template = JSON.parse(fs.readFileSync(path.join(fixtures, 'tokenizer', 'tokenizer.json'), 'utf8'));
   const n = pieces.length;
@@ -182,7 +145,13 @@ async function main(): Promise<void> {
     const scores = [0, 0, 0, ...vocabScores];
     const types = [2, 3, 3, ...vocabPieces.map(() => 1)];
     const modelFile = path.join(dir, 'sentencepiece.bpe.model');
-    fs.writeFileSync(modelFile, writeModel(pieces, scores, types, charsmap));
+    fs.writeFileSync(
+      modelFile,
+      encodeSentencePieceModel({
+        pieces: pieces.map((piece, i) => ({ piece, score: scores[i], type: types[i] })),
+        normalizer: { name: 'nmt_nfkc', precompiledCharsmap: charsmap },
+      }),
+    );
     const jsonDir = path.join(dir, 'json');
     fs.mkdirSync(jsonDir);
     const jsonFile = path.join(jsonDir, 'tokenizer.json');

@@ -8,6 +8,12 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { XLMRobertaTokenizer } from '../src/tokenizer/index.js';
+import {
+  encodeSentencePieceModel,
+  parseSentencePieceModel,
+  PieceType,
+  type SentencePieceModelSpec,
+} from '../src/tokenizer/sentencepiece_model.js';
 import { FIXTURES } from './helpers/goldens.js';
 import { startHubServer, type HubServer } from './helpers/hub_server.js';
 
@@ -194,6 +200,116 @@ describe('robustness', () => {
     // A single 1 MB "word" of one character and of unknown characters.
     assert.ok(model.encode('a'.repeat(1_000_000)).length > 2);
     assert.deepEqual(model.encode('\u{20000}'.repeat(500_000)), [0, 4, 3, 2]);
+  });
+});
+
+// Small models exercising the NormalizerSpec / TrainerSpec switches and piece types XLM-R's model
+// does not use. Expected output: python sentencepiece 0.1.97 (Debian's python3-sentencepiece) run on
+// exactly these model files, `sp.encode(text)` and `sp.encode(text, out_type=str)`.
+const VARIANT_PIECES = [
+  { piece: '<unk>', score: 0, type: PieceType.UNKNOWN },
+  { piece: '<s>', score: 0, type: PieceType.CONTROL },
+  { piece: '</s>', score: 0, type: PieceType.CONTROL },
+  ...Object.entries({ '▁': -2, a: -3, b: -3, c: -3, ab: -4, bc: -4, abc: -7.5, '▁a': -3.5, '▁ab': -5, h: -4, e: -4, l: -4, o: -4, x: -5, y: -5, z: -5, ' ': -6, 'l▁': -4.5 })
+    .map(([piece, score]) => ({ piece, score })),
+  { piece: 'hello', score: 0, type: PieceType.USER_DEFINED },
+  { piece: 'xyz', score: -1, type: PieceType.UNUSED },
+];
+const VARIANT_SPECS = (charsmap: Uint8Array): Record<string, SentencePieceModelSpec> => ({
+  // nmt_nfkc defaults; user-defined "hello" always wins, unused "xyz" never comes out.
+  v1: { pieces: VARIANT_PIECES, normalizer: { name: 'nmt_nfkc', precompiledCharsmap: charsmap } },
+  v2: { pieces: VARIANT_PIECES, normalizer: { name: 'nmt_nfkc', precompiledCharsmap: charsmap, addDummyPrefix: false, removeExtraWhitespaces: false } },
+  v3: { pieces: VARIANT_PIECES, normalizer: { name: 'identity', escapeWhitespaces: false }, treatWhitespaceAsSuffix: true },
+});
+const VARIANT_GOLDENS: Record<string, [string, number[], string[]][]> = {
+  v1: [
+    ["abc", [10, 8], ["\u2581a", "bc"]],
+    [" abc  ab ", [10, 8, 11], ["\u2581a", "bc", "\u2581ab"]],
+    ["hello abc", [3, 21, 10, 8], ["\u2581", "hello", "\u2581a", "bc"]],
+    ["xyz", [3, 16, 17, 18], ["\u2581", "x", "y", "z"]],
+    ["ahellob", [10, 21, 5], ["\u2581a", "hello", "b"]],
+    ["a\u3000b", [10, 3, 5], ["\u2581a", "\u2581", "b"]],
+    ["\uff48\uff45\uff4c\uff4c\uff4f", [3, 21], ["\u2581", "hello"]],
+    ["zzz?? q", [3, 18, 18, 18, 0, 3, 0], ["\u2581", "z", "z", "z", "??", "\u2581", "q"]],
+    ["", [], []],
+    ["  ", [], []],
+    ["abcabc abc", [10, 8, 4, 8, 10, 8], ["\u2581a", "bc", "a", "bc", "\u2581a", "bc"]],
+    ["l l\tl", [3, 20, 20, 14], ["\u2581", "l\u2581", "l\u2581", "l"]],
+    ["a \u200b b", [10, 3, 5], ["\u2581a", "\u2581", "b"]],
+    ["e\u0301", [3, 0], ["\u2581", "\u00e9"]],
+  ],
+  v2: [
+    ["abc", [4, 8], ["a", "bc"]],
+    [" abc  ab ", [10, 8, 3, 11, 3], ["\u2581a", "bc", "\u2581", "\u2581ab", "\u2581"]],
+    ["hello abc", [21, 10, 8], ["hello", "\u2581a", "bc"]],
+    ["xyz", [16, 17, 18], ["x", "y", "z"]],
+    ["ahellob", [4, 21, 5], ["a", "hello", "b"]],
+    ["a\u3000b", [4, 3, 5], ["a", "\u2581", "b"]],
+    ["\uff48\uff45\uff4c\uff4c\uff4f", [21], ["hello"]],
+    ["zzz?? q", [18, 18, 18, 0, 3, 0], ["z", "z", "z", "??", "\u2581", "q"]],
+    ["", [], []],
+    ["  ", [3, 3], ["\u2581", "\u2581"]],
+    ["abcabc abc", [4, 8, 4, 8, 10, 8], ["a", "bc", "a", "bc", "\u2581a", "bc"]],
+    ["l l\tl", [20, 20, 14], ["l\u2581", "l\u2581", "l"]],
+    ["a \u200b b", [4, 3, 3, 3, 5], ["a", "\u2581", "\u2581", "\u2581", "b"]],
+    ["e\u0301", [0], ["\u00e9"]],
+  ],
+  v3: [
+    ["abc", [4, 8, 19], ["a", "bc", " "]],
+    [" abc  ab ", [4, 8, 19, 7, 19], ["a", "bc", " ", "ab", " "]],
+    ["hello abc", [21, 19, 4, 8, 19], ["hello", " ", "a", "bc", " "]],
+    ["xyz", [16, 17, 18, 19], ["x", "y", "z", " "]],
+    ["ahellob", [4, 21, 5, 19], ["a", "hello", "b", " "]],
+    ["a\u3000b", [4, 0, 5, 19], ["a", "\u3000", "b", " "]],
+    ["\uff48\uff45\uff4c\uff4c\uff4f", [0, 19], ["\uff48\uff45\uff4c\uff4c\uff4f", " "]],
+    ["zzz?? q", [18, 18, 18, 0, 19, 0, 19], ["z", "z", "z", "??", " ", "q", " "]],
+    ["", [], []],
+    ["  ", [], []],
+    ["abcabc abc", [4, 8, 4, 8, 19, 4, 8, 19], ["a", "bc", "a", "bc", " ", "a", "bc", " "]],
+    ["l l\tl", [14, 19, 14, 0, 14, 19], ["l", " ", "l", "\t", "l", " "]],
+    ["a \u200b b", [4, 19, 0, 19, 5, 19], ["a", " ", "\u200b", " ", "b", " "]],
+    ["e\u0301", [13, 0, 19], ["e", "\u0301", " "]],
+  ],
+};
+
+describe('sentencepiece model variants', () => {
+  let tmp: string;
+  before(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenizer-variants-'));
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const charsmap = parseSentencePieceModel(fs.readFileSync(path.join(TOKENIZER_DIR, 'sentencepiece.bpe.model')), 'fixture').normalizer.precompiledCharsmap;
+  const write = (name: string, spec: SentencePieceModelSpec) => {
+    const dir = path.join(tmp, name);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'sentencepiece.bpe.model'), encodeSentencePieceModel(spec));
+    return dir;
+  };
+
+  for (const [name, spec] of Object.entries(VARIANT_SPECS(charsmap))) {
+    it(`${name}: user-defined / unused pieces, dummy prefix, whitespace options as sentencepiece`, async () => {
+      const tok = await XLMRobertaTokenizer.fromPretrained(write(name, spec));
+      for (const [text, spmIds, pieces] of VARIANT_GOLDENS[name]) {
+        // XLMRobertaTokenizer: spm id + 1, spm id 0 (unknown) -> 3.
+        const ids = spmIds.map((i) => (i === 0 ? 3 : i + 1));
+        assert.deepEqual(tok.encode(text, { addSpecialTokens: false }), ids, `${name} ${JSON.stringify(text)}`);
+        assert.deepEqual(tok.tokenize(text), pieces, `${name} ${JSON.stringify(text)}`);
+      }
+    });
+  }
+
+  it('a piece defined twice: the lower id wins (sentencepiece refuses such a model)', async () => {
+    const pieces = [...VARIANT_PIECES, { piece: 'bc', score: 5 }];
+    const tok = await XLMRobertaTokenizer.fromPretrained(write('dup', { pieces }));
+    assert.deepEqual(tok.tokenize('abc'), ['▁a', 'bc']);
+    assert.deepEqual(tok.encode('abc', { addSpecialTokens: false }), [11, 9]);
+  });
+
+  it('non-unigram models and models without an unknown piece are refused', async () => {
+    const bpe = write('bpe', { pieces: VARIANT_PIECES, modelType: 2 });
+    await assert.rejects(XLMRobertaTokenizer.fromPretrained(bpe), /model type 2 is not supported/);
+    const noUnk = write('nounk', { pieces: VARIANT_PIECES.slice(1) });
+    await assert.rejects(XLMRobertaTokenizer.fromPretrained(noUnk), /no unknown piece/);
   });
 });
 

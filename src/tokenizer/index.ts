@@ -219,6 +219,17 @@ const SPECIAL_DEFAULTS: Record<(typeof SPECIAL_NAMES)[number], string> = {
   mask_token: '<mask>',
 };
 
+/**
+ * transformers' XLMRobertaTokenizer (the slow, sentencepiece-backed one), id for id.
+ *
+ * Loaded from tokenizer.json it still behaves like sentencepiece, not like the Rust fast tokenizer:
+ * where the two disagree (equal-score ties such as "…‥", and base letters followed by several
+ * combining marks; fixture cases s078, s083, s084, s086) the output is sentencepiece's.
+ * Differences from Python, all on input Python rejects or only logs about: lone UTF-16 surrogates
+ * are encoded as U+FFFD (Python's sentencepiece raises); a piece listed twice in a model keeps its
+ * lower id (sentencepiece refuses the model); transformers' warnings (sequence longer than
+ * model_max_length, truncation impossible) are not printed.
+ */
 export class XLMRobertaTokenizer {
   readonly vocabSize: number;
   readonly modelMaxLength: number;

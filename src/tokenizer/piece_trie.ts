@@ -90,18 +90,43 @@ export class PieceTrie {
     const first = this.nodes;
     this.kids[node] = first;
     if (s === e) return;
+    if (e - s === 1) {
+      // A single piece below: one child (the common case deep in the trie).
+      const id = perm[s];
+      const c = first;
+      this.label[c] = bytes[start[id] + d];
+      this.depth[c] = d + 1;
+      if (length[id] === d + 1) this.val[c] = id + 1;
+      else {
+        this.lo[c] = s;
+        this.hi[c] = e;
+      }
+      this.nkids[node] = 1;
+      this.nodes = c + 1;
+      return;
+    }
     // Sort perm[s, e) by (byte at depth d, piece ends there first, position): each entry packed
     // as key * 2^22 + offset into one uint32 and sorted natively.
     const n = e - s;
-    const keys = this.keys.subarray(0, n);
+    const keys = this.keys;
     for (let i = 0; i < n; i++) {
       const id = perm[s + i];
       const key = bytes[start[id] + d] * 2 + (length[id] === d + 1 ? 0 : 1);
       keys[i] = key * 4194304 + i;
     }
     const tmp = this.tmp;
-    if (n <= 512) {
-      keys.sort();
+    if (n <= 32) {
+      for (let i = 1; i < n; i++) {
+        const k = keys[i];
+        let j = i - 1;
+        while (j >= 0 && keys[j] > k) {
+          keys[j + 1] = keys[j];
+          j--;
+        }
+        keys[j + 1] = k;
+      }
+    } else if (n <= 512) {
+      keys.subarray(0, n).sort();
     } else {
       // Counting sort on the key (stable, so positions stay in order); tmp holds the keys meanwhile.
       const counts = this.counts.fill(0);
@@ -124,7 +149,7 @@ export class PieceTrie {
       }
       const lo = j;
       while (j < n && keys[j] >>> 23 === b) j++;
-      perm.set(tmp.subarray(lo, j), s + lo);
+      for (let k = lo; k < j; k++) perm[s + k] = tmp[k];
       this.label[c] = b;
       this.depth[c] = d + 1;
       this.lo[c] = s + lo;

@@ -228,3 +228,46 @@ export function parseSentencePieceModel(buf: Uint8Array, file: string): Sentence
     byteFallback,
   };
 }
+
+export interface SentencePieceModelSpec {
+  pieces: { piece: string; score: number; type?: number }[];
+  normalizer?: Partial<NormalizerSpec>;
+  modelType?: number;
+  treatWhitespaceAsSuffix?: boolean;
+}
+
+/** Serializes a ModelProto (the inverse of parseSentencePieceModel); for tests and benchmarks. */
+export function encodeSentencePieceModel(spec: SentencePieceModelSpec): Uint8Array {
+  const out: number[] = [];
+  const varint = (n: number, o: number[]) => {
+    while (n >= 0x80) {
+      o.push((n % 128) | 0x80);
+      n = Math.floor(n / 128);
+    }
+    o.push(n);
+  };
+  const bytesField = (field: number, payload: ArrayLike<number>, o: number[]) => {
+    varint(field * 8 + WIRE_LEN, o);
+    varint(payload.length, o);
+    for (let i = 0; i < payload.length; i++) o.push(payload[i]);
+  };
+  const f32 = new DataView(new ArrayBuffer(4));
+  for (const p of spec.pieces) {
+    const m: number[] = [];
+    bytesField(1, new TextEncoder().encode(p.piece), m);
+    f32.setFloat32(0, p.score, true);
+    m.push(0x15, ...new Uint8Array(f32.buffer));
+    m.push(0x18, p.type ?? PieceType.NORMAL);
+    bytesField(1, m, out);
+  }
+  const trainer: number[] = [0x18, spec.modelType ?? 1];
+  if (spec.treatWhitespaceAsSuffix) trainer.push(0xc0, 0x01, 1); // field 24, varint
+  bytesField(2, trainer, out);
+  const n = { ...defaultNormalizerSpec(), ...spec.normalizer };
+  const norm: number[] = [];
+  bytesField(1, new TextEncoder().encode(n.name), norm);
+  if (n.precompiledCharsmap.length) bytesField(2, n.precompiledCharsmap, norm);
+  norm.push(0x18, n.addDummyPrefix ? 1 : 0, 0x20, n.removeExtraWhitespaces ? 1 : 0, 0x28, n.escapeWhitespaces ? 1 : 0);
+  bytesField(3, norm, out);
+  return Uint8Array.from(out);
+}
