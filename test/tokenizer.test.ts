@@ -180,6 +180,11 @@ describe('robustness', () => {
     }
   });
 
+  it('non-string input is a TypeError', () => {
+    assert.throws(() => model.encode(undefined as unknown as string), TypeError);
+    assert.throws(() => model.batchEncode([42 as unknown as string]), TypeError);
+  });
+
   it('lone surrogates are encoded as U+FFFD', () => {
     assert.deepEqual(model.encode('a\ud800b\udfff'), model.encode('a\ufffdb\ufffd'));
   });

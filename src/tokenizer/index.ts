@@ -344,6 +344,7 @@ export class XLMRobertaTokenizer {
    * single_word), then sentencepiece on every other chunk. Returns [isAddedToken, text] chunks.
    */
   private splitOnAddedTokens(text: string): [boolean, string][] {
+    if (typeof text !== 'string') throw new TypeError(`expected a string to tokenize, got ${text === null ? 'null' : typeof text}`);
     if (this.splitPattern === null) return [[false, text]];
     const parts: [boolean, string][] = [];
     let last = 0;
