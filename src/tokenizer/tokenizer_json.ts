@@ -122,7 +122,8 @@ function parseNormalization(root: Json, fail: (why: string) => never): Normalize
       spec.precompiledCharsmap = new Uint8Array(Buffer.from(n.precompiled_charsmap, 'base64'));
     } else if (n.type === 'Strip' && n.strip_left !== true) {
       spec.removeExtraWhitespaces = true;
-    } else if (n.type === 'Replace' && isObject(n.pattern) && n.pattern.Regex === ' {2,}' && n.content === '▁') {
+    } else if (n.type === 'Replace' && isObject(n.pattern) && n.pattern.Regex === ' {2,}' && (n.content === '▁' || n.content === ' ')) {
+      // (Converters before transformers 4.3x replaced with " ", later ones with "▁".)
       spec.removeExtraWhitespaces = true;
     } else {
       return fail(`normalizer ${JSON.stringify(n.type)} is not one a sentencepiece model produces`);
