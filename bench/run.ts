@@ -203,7 +203,6 @@ async function main() {
   };
   cmpRows(oursF.fp32, torchF, 'ours fp32 vs torch fp32');
   cmpRows(oursF.q8, oursF.fp32, 'ours q8 vs ours fp32');
-  cmpRows(oursF.q8, torchF, 'ours q8 vs torch fp32');
   let ranking = '';
   const f32 = oursF.fp32, q8 = oursF.q8;
   if (f32?.get('image8') && f32.get('text32') && q8?.get('image8') && q8.get('text32')) {
