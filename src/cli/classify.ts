@@ -1,6 +1,9 @@
 // altclip classify <image...> --labels <label...>
 import { Command } from 'commander';
-import { DEFAULT_HYPOTHESIS_TEMPLATE, type LabelScore, zeroShotImageClassification } from '../tasks/zero-shot.js';
+import { embedImageMatrix } from '../tasks/embeddings.js';
+import { splitRows, stackRows } from '../tasks/math.js';
+import { logitScale } from '../tasks/similarity.js';
+import { DEFAULT_HYPOTHESIS_TEMPLATE, type LabelScore, labelEmbeddings, scoreLabels } from '../tasks/zero-shot.js';
 import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';
 import { expandImages } from './inputs.js';
 import { type ModelFlags, addModelOptions, imageBatches, loadModel, num, positiveInt, progressBar } from './shared.js';
@@ -46,17 +49,17 @@ async function classify(imageArgs: string[], flags: ClassifyFlags): Promise<numb
   const results: { image: string; labels: LabelScore[] }[] = [];
   const progress = progressBar(images.length, 'classifying');
   try {
+    // The labels' text embeddings once; then the images batch by batch (a bad image only loses itself).
+    const labelEmbeds = await labelEmbeddings(clip, labels, templates, { batchSize: flags.batchSize });
+    const scale = await logitScale(clip);
     const skipped = await imageBatches(
       images,
       flags.batchSize,
-      (batch) =>
-        zeroShotImageClassification(clip, batch, labels, {
-          hypothesisTemplate: templates,
-          topK: flags.topK,
-          multiLabel: flags.multiLabel,
-          batchSize: flags.batchSize,
-        }),
-      (batch, scores) => batch.forEach((image, i) => results.push({ image, labels: scores[i] })),
+      async (batch) => splitRows(await embedImageMatrix(clip, batch, { batchSize: flags.batchSize })),
+      (batch, rows) => {
+        const scores = scoreLabels(stackRows(rows), labelEmbeds, labels, scale, { topK: flags.topK, multiLabel: flags.multiLabel });
+        batch.forEach((image, i) => results.push({ image, labels: scores[i]! }));
+      },
       progress,
     );
     progress.stop();

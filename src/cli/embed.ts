@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { embedImageMatrix, embedTextMatrix } from '../tasks/embeddings.js';
-import type { Matrix } from '../tasks/math.js';
+import { type Matrix, splitRows, stackRows } from '../tasks/math.js';
 import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';
 import { expandImages, readTextsFile } from './inputs.js';
 import { NpyAppender } from './npy.js';
@@ -90,8 +90,8 @@ async function embed(inputArgs: string[], flags: EmbedFlags): Promise<number> {
       skipped = await imageBatches(
         todoImages,
         flags.batchSize,
-        async (batch) => rowsOf(await embedImageMatrix(clip, batch, options)),
-        (batch, rows) => sink.write(batch.map((input) => ({ type: 'image', input })), stack(rows)),
+        async (batch) => splitRows(await embedImageMatrix(clip, batch, options)),
+        (batch, rows) => sink.write(batch.map((input) => ({ type: 'image', input })), stackRows(rows)),
         progress,
       );
       for (let start = 0; start < todoTexts.length; start += flags.batchSize) {
@@ -214,17 +214,6 @@ class JsonlSink implements Sink {
   }
 
   close(): void {}
-}
-
-function rowsOf(m: Matrix): Float32Array[] {
-  return Array.from({ length: m.rows }, (_, i) => m.data.subarray(i * m.cols, (i + 1) * m.cols));
-}
-
-function stack(rows: Float32Array[]): Matrix {
-  const cols = rows[0]!.length;
-  const data = new Float32Array(rows.length * cols);
-  rows.forEach((r, i) => data.set(r, i * cols));
-  return { data, rows: rows.length, cols };
 }
 
 function checkDim(out: string, have: number, got: number): void {

@@ -49,6 +49,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A closed pipe (`altclip ... | head`) ends the output quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => process.exit(err.code === 'EPIPE' ? 0 : 1));
 const code = await main(process.argv.slice(2));
 // Exit explicitly: native session threads must not keep a finished command alive.
 process.stdout.write('', () => process.exit(code));

@@ -1,6 +1,8 @@
 // altclip similarity --images <...> --texts <...>
 import { Command } from 'commander';
-import { imageTextSimilarity } from '../tasks/similarity.js';
+import { embedImageMatrix, embedTextMatrix } from '../tasks/embeddings.js';
+import { matmulTransposed, splitRows, stackRows } from '../tasks/math.js';
+import { logitScale } from '../tasks/similarity.js';
 import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';
 import { expandImages, readTextsFile } from './inputs.js';
 import { type ModelFlags, addModelOptions, imageBatches, loadModel, num, progressBar } from './shared.js';
@@ -39,14 +41,17 @@ async function similarity(flags: SimilarityFlags): Promise<number> {
   const rows: { image: string; cosine: number[]; logits: number[] }[] = [];
   const progress = progressBar(images.length, 'comparing');
   try {
+    // The texts once; then the images batch by batch (a bad image only loses itself).
+    const textEmbeds = await embedTextMatrix(clip, texts, { batchSize: flags.batchSize });
+    const scale = await logitScale(clip);
     const skipped = await imageBatches(
       images,
       flags.batchSize,
-      async (batch) => {
-        const r = await imageTextSimilarity(clip, batch, texts, { batchSize: flags.batchSize });
-        return r.cosine.map((cosine, i) => ({ cosine, logits: r.logitsPerImage[i] }));
+      async (batch) => splitRows(await embedImageMatrix(clip, batch, { batchSize: flags.batchSize })),
+      (batch, embeds) => {
+        const cosines = matmulTransposed(stackRows(embeds), textEmbeds);
+        batch.forEach((image, i) => rows.push({ image, cosine: cosines[i]!, logits: cosines[i]!.map((c) => c * scale) }));
       },
-      (batch, results) => batch.forEach((image, i) => rows.push({ image, ...results[i] })),
       progress,
     );
     progress.stop();

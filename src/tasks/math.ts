@@ -11,6 +11,18 @@ export function row(m: Matrix, i: number): Float32Array {
   return m.data.subarray(i * m.cols, (i + 1) * m.cols);
 }
 
+/** The rows of a matrix as views. */
+export function splitRows(m: Matrix): Float32Array[] {
+  return Array.from({ length: m.rows }, (_, i) => row(m, i));
+}
+
+/** Rows of equal length stacked into a matrix. */
+export function stackRows(rows: Float32Array[], cols = rows[0]?.length ?? 0): Matrix {
+  const data = new Float32Array(rows.length * cols);
+  rows.forEach((r, i) => data.set(r, i * cols));
+  return { data, rows: rows.length, cols };
+}
+
 /** x / ||x||_2 per row, as torch's `x / x.norm(p=2, dim=-1, keepdim=True)` (no epsilon). */
 export function normalizeRows(m: Matrix): Matrix {
   const out = new Float32Array(m.data.length);

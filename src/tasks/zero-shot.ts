@@ -2,7 +2,7 @@
 // (pipelines/zero_shot_image_classification.py, 4.40.2): each label is put into the hypothesis
 // template, scores = softmax over the image's logits_per_image row, sorted by score, top_k kept.
 import { embedImageMatrix, embedTextMatrix } from './embeddings.js';
-import { matmulTransposed, meanOfRowGroups, normalizeRows, sigmoid, softmax } from './math.js';
+import { type Matrix, matmulTransposed, meanOfRowGroups, normalizeRows, sigmoid, softmax } from './math.js';
 import { logitScale } from './similarity.js';
 import type { AltCLIPParts, BatchOptions, ImageInput } from './types.js';
 
@@ -38,28 +38,56 @@ export async function zeroShotImageClassification(
   candidateLabels: string[],
   options: ZeroShotOptions = {},
 ): Promise<LabelScore[] | LabelScore[][]> {
-  const labels = checkLabels(candidateLabels);
-  const templates = checkTemplates(options.hypothesisTemplate ?? DEFAULT_HYPOTHESIS_TEMPLATE);
-  const topK = options.topK ?? labels.length;
-  if (!Number.isInteger(topK) || topK < 1) throw new RangeError(`topK must be a positive integer, got ${options.topK}`);
+  checkTopK(options.topK);
+  const labelEmbeds = await labelEmbeddings(clip, candidateLabels, options.hypothesisTemplate, options);
+  const imageEmbeds = await embedImageMatrix(clip, Array.isArray(images) ? images : [images], options);
+  const results = scoreLabels(imageEmbeds, labelEmbeds, candidateLabels, await logitScale(clip), options);
+  return Array.isArray(images) ? results : results[0]!;
+}
 
+/**
+ * The text embedding of each label, [labels, projection_dim], normalised: its template-filled text's
+ * embedding, or with several templates the normalised mean over them (prompt ensembling).
+ */
+export async function labelEmbeddings(
+  clip: AltCLIPParts,
+  candidateLabels: string[],
+  hypothesisTemplate: string | string[] = DEFAULT_HYPOTHESIS_TEMPLATE,
+  options: BatchOptions = {},
+): Promise<Matrix> {
+  const labels = checkLabels(candidateLabels);
+  const templates = checkTemplates(hypothesisTemplate);
   // Texts in label-major order: label 0 with every template, then label 1, ...
   const texts = labels.flatMap((label) => templates.map((t) => fillTemplate(t, label)));
-  let textEmbeds = await embedTextMatrix(clip, texts, { batchSize: options.batchSize });
-  if (templates.length > 1) textEmbeds = normalizeRows(meanOfRowGroups(textEmbeds, templates.length));
-  const imageList = Array.isArray(images) ? images : [images];
-  const imageEmbeds = await embedImageMatrix(clip, imageList, options);
-  const scale = await logitScale(clip);
+  const textEmbeds = await embedTextMatrix(clip, texts, { batchSize: options.batchSize });
+  return templates.length > 1 ? normalizeRows(meanOfRowGroups(textEmbeds, templates.length)) : textEmbeds;
+}
 
-  const results = matmulTransposed(imageEmbeds, textEmbeds).map((cosines) => {
+/**
+ * Per image (row of `imageEmbeds`, normalised): logits = scale * cosine with each label, scores =
+ * softmax over the labels (multiLabel: sigmoid of each), sorted best first, the best topK kept.
+ */
+export function scoreLabels(
+  imageEmbeds: Matrix,
+  labelEmbeds: Matrix,
+  labels: string[],
+  scale: number,
+  options: Pick<ZeroShotOptions, 'multiLabel' | 'topK'> = {},
+): LabelScore[][] {
+  const topK = checkTopK(options.topK) ?? labels.length;
+  return matmulTransposed(imageEmbeds, labelEmbeds).map((cosines) => {
     const logits = cosines.map((c) => c * scale);
     const scores = options.multiLabel ? logits.map(sigmoid) : softmax(logits);
     return labels
-      .map((label, j) => ({ label, score: scores[j] }))
+      .map((label, j) => ({ label, score: scores[j]! }))
       .sort((a, b) => b.score - a.score)
       .slice(0, topK);
   });
-  return Array.isArray(images) ? results : results[0];
+}
+
+function checkTopK(topK: number | undefined): number | undefined {
+  if (topK !== undefined && (!Number.isInteger(topK) || topK < 1)) throw new RangeError(`topK must be a positive integer, got ${topK}`);
+  return topK;
 }
 
 /** Python's `template.format(label)` for templates whose only field is `{}`. */
