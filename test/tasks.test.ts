@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { AltCLIPModel } from '../src/models/altclip.js';
 import { AltCLIPProcessor } from '../src/processor.js';
 import {
-  embedImages, embedTexts, imageTextSimilarity, pipeline, zeroShotImageClassification, type AltCLIPParts,
+  embedImages, embedTexts, imageTextSimilarity, logitScale, pipeline, zeroShotImageClassification, type AltCLIPParts,
 } from '../src/tasks/index.js';
 import { Tensor } from '../src/tensor.js';
 import { assertClose, FIXTURES, Goldens, maxDiffByFamily, printDiffTable } from './helpers/goldens.js';
@@ -86,6 +86,17 @@ for (const name of ['tiny-altclip', 'tiny-altclip-b']) {
         assertClose(await embedTexts(clip, combo.texts, { normalize: false }), golden('get_text_features'), 1e-4, `${combo.name}/get_text_features`);
       });
     }
+
+    it('logitScale: exp(logit_scale), also when read off forward() for a model that does not expose it', async () => {
+      assert.equal(await logitScale(clip), Math.fround(scale));
+      const m = clip.model;
+      const bare = {
+        getTextFeatures: m.getTextFeatures.bind(m), getImageFeatures: m.getImageFeatures.bind(m),
+        forward: m.forward.bind(m), dispose: async () => {},
+      };
+      const measured = await logitScale({ model: bare, processor: clip.processor });
+      assert.ok(Math.abs(measured - scale) <= scale * 1e-5, `${measured} vs ${scale}`);
+    });
 
     it('the default template and prompt ensembling agree with the embeddings', async () => {
       const labels = ['cat', '猫', 'a dog'];

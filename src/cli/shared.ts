@@ -50,9 +50,16 @@ export interface Skipped {
   error: string;
 }
 
-/** A progress bar on stderr when it is a terminal (nothing otherwise). */
-export function progressBar(total: number, what: string): { advance(n: number): void; stop(): void } {
-  if (!process.stderr.isTTY || total <= 1) return { advance() {}, stop() {} };
+export interface Progress {
+  advance(n: number): void;
+  /** Prints a warning line without breaking the bar. */
+  warn(message: string): void;
+  stop(): void;
+}
+
+/** A progress bar on stderr when it is a terminal (plain warnings otherwise). */
+export function progressBar(total: number, what: string): Progress {
+  if (!process.stderr.isTTY || total <= 1) return { advance() {}, warn, stop() {} };
   const bar = new SingleBar({
     stream: process.stderr,
     format: `${what} |{bar}| {value}/{total} | {eta_formatted} left`,
@@ -60,7 +67,23 @@ export function progressBar(total: number, what: string): { advance(n: number): 
     clearOnComplete: true,
   });
   bar.start(total, 0);
-  return { advance: (n) => bar.increment(n), stop: () => bar.stop() };
+  let active = true;
+  return {
+    advance: (n) => bar.increment(n),
+    warn: (message) => {
+      if (!active) return warn(message);
+      // Clear the bar's line, print the warning, move the bar's saved position (ESC 7, restored by
+      // stop()) to the next line and draw the bar again there.
+      process.stderr.write('\r\x1b[2K');
+      warn(message);
+      process.stderr.write('\x1b7');
+      (bar as unknown as { render(force: boolean): void }).render(true);
+    },
+    stop: () => {
+      if (active) bar.stop();
+      active = false;
+    },
+  };
 }
 
 /**
@@ -73,7 +96,7 @@ export async function imageBatches<R>(
   batchSize: number,
   run: (batch: string[]) => Promise<R[]>,
   done: (batch: string[], results: R[]) => void | Promise<void>,
-  progress: { advance(n: number): void } = { advance() {} },
+  progress: Pick<Progress, 'advance' | 'warn'> = { advance() {}, warn },
 ): Promise<Skipped[]> {
   const skipped: Skipped[] = [];
   // Warnings wait for a first success, so a lone bad image gives a single error line.
@@ -83,7 +106,7 @@ export async function imageBatches<R>(
     const message = oneLine(err);
     const s = { input, error: message.includes(input) ? message : `${input}: ${message}` };
     skipped.push(s);
-    if (anyOk) warn(`skipped ${s.error}`);
+    if (anyOk) progress.warn(`skipped ${s.error}`);
     else pending.push(`skipped ${s.error}`);
   };
   for (let start = 0; start < images.length; start += batchSize) {
@@ -107,7 +130,7 @@ export async function imageBatches<R>(
       }
     }
     if (kept.length > 0) {
-      if (!anyOk) pending.splice(0).forEach(warn);
+      if (!anyOk) pending.splice(0).forEach((m) => progress.warn(m));
       anyOk = true;
       await done(kept, results);
     }
