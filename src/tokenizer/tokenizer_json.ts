@@ -66,7 +66,6 @@ export function parseTokenizerJson(text: string, file: string): TokenizerJson {
   const kinds = new Uint8Array(n);
   const start = new Int32Array(n);
   const length = new Int32Array(n);
-  const encoded: Buffer[] = new Array(n);
   let total = 0;
   for (let i = 0; i < n; i++) {
     const entry = rawVocab[i];
@@ -78,14 +77,17 @@ export function parseTokenizerJson(text: string, file: string): TokenizerJson {
     // Added tokens (<s>, </s>, <unk>, <pad>, <mask>) are control / unknown symbols for
     // sentencepiece: they never come out of the segmentation.
     kinds[i] = addedIds.has(i) || i === unkId ? PieceKind.NONE : PieceKind.NORMAL;
-    const b = Buffer.from(entry[0], 'utf8');
-    encoded[i] = b;
     start[i] = total;
-    length[i] = b.length;
-    total += b.length;
+    length[i] = Buffer.byteLength(entry[0], 'utf8');
+    total += length[i];
   }
-  const bytes = new Uint8Array(total);
-  for (let i = 0; i < n; i++) bytes.set(encoded[i], start[i]);
+  // All pieces UTF-8 encoded at once; per piece only when lone surrogates make the joined
+  // encoding differ from the pieces' own.
+  let bytes: Uint8Array = Buffer.from(pieces.join(''), 'utf8');
+  if (bytes.length !== total) {
+    bytes = new Uint8Array(total);
+    for (let i = 0; i < n; i++) bytes.set(Buffer.from(pieces[i], 'utf8'), start[i]);
+  }
 
   return {
     vocab: { bytes, start, length, scores, kinds, unkId, file },
