@@ -3,6 +3,8 @@
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -108,6 +110,36 @@ describe('altclip CLI', { concurrency: true }, () => {
         .map((score, j) => ({ score, label: batch3.texts[j]! }))
         .sort((a, b) => b.score - a.score);
       lines.slice(1).forEach((line, i) => assert.equal(line, `  ${expected[i]!.score.toFixed(4).padStart(6)}  ${expected[i]!.label}`));
+    });
+
+    it('--dtype q8 --threads 1: int8 weights give scores near the float ones', async () => {
+      const r = await altclip(['classify', ...batch3Images, '--labels', ...batch3.texts, '--template', '{}', '-m', MODEL, '--dtype', 'q8', '--threads', '1', '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const got = JSON.parse(r.stdout).results.map((x: { labels: { label: string; score: number }[] }) =>
+        batch3.texts.map((t) => x.labels.find((l) => l.label === t)!.score));
+      assertRowsClose(got, rowsOf(g.get('batch3/outputs/logits_per_image')).map(softmax), 0.05, 'q8 scores');
+    });
+
+    it('an image URL (loopback server); an unreachable URL is a one-line error', async () => {
+      const server = http.createServer((req, res) => {
+        if (req.url === '/cat.jpg') res.writeHead(200, { 'content-type': 'image/jpeg' }).end(fs.readFileSync(path.join(IMAGES, 'cat.jpg')));
+        else res.writeHead(404).end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      try {
+        const [ok, missing] = await Promise.all([
+          altclip(['classify', `${base}/cat.jpg`, '--labels', ...batch3.texts, '--template', '{}', '-m', MODEL, '--json']),
+          altclip(['classify', `${base}/nope.jpg`, '--labels', 'a', '-m', MODEL]),
+        ]);
+        assert.equal(ok.code, 0, ok.stderr);
+        const got = JSON.parse(ok.stdout).results.map((x: { labels: { label: string; score: number }[] }) =>
+          batch3.texts.map((t) => x.labels.find((l) => l.label === t)!.score));
+        assertRowsClose(got, [softmax(rowsOf(g.get('batch3/outputs/logits_per_image'))[0]!)], 1e-5, 'scores');
+        assertOneLineError(missing, /nope\.jpg/);
+      } finally {
+        server.close();
+      }
     });
 
     it('a folder with a corrupt image: the others are classified, a warning names it, exit code 2', async () => {
