@@ -304,7 +304,7 @@ export class XLMRobertaTokenizer {
     this.allSpecialIds = special;
 
     // tokens_trie.split: leftmost match, longest first.
-    const literals = [...this.added.keys()].sort((a, b) => b.length - a.length);
+    const literals = [...this.added.keys()].filter((s) => s !== '').sort((a, b) => b.length - a.length);
     this.splitPattern = literals.length
       ? new RegExp(literals.map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g')
       : null;
@@ -348,7 +348,6 @@ export class XLMRobertaTokenizer {
     if (this.splitPattern === null) return [[false, text]];
     const parts: [boolean, string][] = [];
     let last = 0;
-    this.splitPattern.lastIndex = 0;
     for (const m of text.matchAll(this.splitPattern)) {
       if (m.index > last) parts.push([false, text.slice(last, m.index)]);
       parts.push([true, m[0]]);
