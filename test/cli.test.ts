@@ -222,6 +222,22 @@ describe('altclip CLI', { concurrency: true }, () => {
       assertRowsClose(lines.map((l) => l.embedding), rowsOf(g.get('batch3/outputs/image_embeds')), 1e-5, 'embeddings');
     });
 
+    it('.npy, resumed after a run cut mid-row: whole rows kept, the rest appended', async () => {
+      const out = path.join(tmp, 'resume.npy');
+      const first = await altclip(['embed', batch3Images[0]!, '--out', out, '-m', MODEL]);
+      assert.equal(first.code, 0, first.stderr);
+      fs.appendFileSync(out, Buffer.alloc(30)); // part of a row whose header update never came
+      const resumed = await altclip(['embed', ...batch3Images, '--out', out, '-m', MODEL, '--resume', '--json']);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.deepEqual([JSON.parse(resumed.stdout).written, JSON.parse(resumed.stdout).alreadyThere], [2, 1]);
+      const h = readNpyHeader(out);
+      assert.equal(fs.statSync(out).size, h.dataOffset + 3 * 24 * 4);
+      const bytes = fs.readFileSync(out).subarray(h.dataOffset);
+      const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+      const rows = Array.from({ length: 3 }, (_, i) => [...data.subarray(i * 24, (i + 1) * 24)]);
+      assertRowsClose(rows, rowsOf(g.get('batch3/outputs/image_embeds')), 1e-5, 'rows');
+    });
+
     it('a folder with a corrupt image: the good ones are written, one warning, a summary count, exit code 2', async () => {
       const dir = folderWithCorruptImage();
       const out = path.join(tmp, 'folder.npy');

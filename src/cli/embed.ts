@@ -93,6 +93,7 @@ async function embed(inputArgs: string[], flags: EmbedFlags): Promise<number> {
         async (batch) => splitRows(await embedImageMatrix(clip, batch, options)),
         (batch, rows) => sink.write(batch.map((input) => ({ type: 'image', input })), stackRows(rows)),
         progress,
+        already === 0 && todoTexts.length === 0, // otherwise there is output even if every image fails
       );
       for (let start = 0; start < todoTexts.length; start += flags.batchSize) {
         const batch = todoTexts.slice(start, start + flags.batchSize);
@@ -122,7 +123,7 @@ async function embed(inputArgs: string[], flags: EmbedFlags): Promise<number> {
   };
   if (flags.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else {
-    const parts = [`wrote ${written} embedding${written === 1 ? '' : 's'} to ${flags.out} (${sink.rows} rows, dim ${sink.cols ?? '?'})`];
+    const parts = [`wrote ${written} embedding${written === 1 ? '' : 's'} to ${flags.out} (${sink.rows} row${sink.rows === 1 ? '' : 's'}, dim ${sink.cols ?? '?'})`];
     if (already > 0) parts.push(`${already} already there`);
     if (skipped.length > 0) parts.push(`${skipped.length} image${skipped.length === 1 ? '' : 's'} skipped`);
     process.stderr.write(`altclip: ${parts.join('; ')}\n`);
@@ -149,7 +150,8 @@ class NpySink implements Sink {
   constructor(private readonly out: string, resume: boolean) {
     this.rowsFile = rowsFileOf(out);
     if (!resume || !fs.existsSync(out)) return;
-    const listed = fs.existsSync(this.rowsFile) ? readJsonLines<RowInput>(this.rowsFile).items : [];
+    if (!fs.existsSync(this.rowsFile)) throw new CliError(`cannot resume ${out}: ${this.rowsFile}, which names its rows, is missing`);
+    const listed = readJsonLines<RowInput>(this.rowsFile).items.filter(isRowInput);
     try {
       this.npy = NpyAppender.open(out, listed.length);
     } catch (err) {
@@ -190,6 +192,9 @@ class JsonlSink implements Sink {
   constructor(private readonly out: string, resume: boolean) {
     if (!resume || !fs.existsSync(out)) return;
     const { items, validBytes } = readJsonLines<RowInput & { embedding: number[] }>(out);
+    if (!items.every((r) => isRowInput(r) && Array.isArray(r.embedding))) {
+      throw new CliError(`cannot resume ${out}: it is not a JSON-lines file written by altclip embed`);
+    }
     fs.truncateSync(out, validBytes); // drop a line cut short by an interruption
     for (const r of items) this.done.add(keyOf(r));
     this.rows = items.length;
@@ -214,6 +219,11 @@ class JsonlSink implements Sink {
   }
 
   close(): void {}
+}
+
+function isRowInput(r: unknown): r is RowInput {
+  const x = r as RowInput;
+  return typeof x === 'object' && x !== null && (x.type === 'image' || x.type === 'text') && typeof x.input === 'string';
 }
 
 function checkDim(out: string, have: number, got: number): void {

@@ -89,7 +89,8 @@ export function progressBar(total: number, what: string): Progress {
 /**
  * Runs `run` on the images batch by batch. When a batch fails, its images are retried one by one and
  * those that still fail are skipped with a warning; `done` receives each batch's surviving images and
- * their results. If no image at all succeeds, that is an error naming the first failure.
+ * their results. If no image at all succeeds and `needOne` (the command would output nothing), that
+ * is an error naming the first failure.
  */
 export async function imageBatches<R>(
   images: string[],
@@ -97,6 +98,7 @@ export async function imageBatches<R>(
   run: (batch: string[]) => Promise<R[]>,
   done: (batch: string[], results: R[]) => void | Promise<void>,
   progress: Pick<Progress, 'advance' | 'warn'> = { advance() {}, warn },
+  needOne = true,
 ): Promise<Skipped[]> {
   const skipped: Skipped[] = [];
   // Warnings wait for a first success, so a lone bad image gives a single error line.
@@ -136,7 +138,8 @@ export async function imageBatches<R>(
     }
     progress.advance(batch.length);
   }
-  if (!anyOk && skipped.length > 0) {
+  if (!anyOk && !needOne) pending.forEach((m) => progress.warn(m));
+  else if (!anyOk && skipped.length > 0) {
     const more = skipped.length > 1 ? ` (and ${skipped.length - 1} more unreadable image${skipped.length > 2 ? 's' : ''})` : '';
     throw new CliError(`${skipped[0].error}${more}`);
   }
