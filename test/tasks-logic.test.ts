@@ -137,6 +137,12 @@ describe('zeroShotImageClassification', () => {
     for (const { label, score } of result) assertClose(score, e[labels.indexOf(label)] / e.reduce((a, b) => a + b), 1e-6, label);
   });
 
+  test('labels go into the template literally', async () => {
+    const clip = fake();
+    await zeroShotImageClassification(clip, 'a.jpg', ["$& $1 $' {}"], { hypothesisTemplate: '<{}|{}>' });
+    assert.ok(clip.calls.text.some((b) => b.includes("<$& $1 $' {}|$& $1 $' {}>")), JSON.stringify(clip.calls.text));
+  });
+
   test('bad arguments are clear errors', async () => {
     const clip = fake();
     await assert.rejects(zeroShotImageClassification(clip, 'a.jpg', []), /no candidate labels/);

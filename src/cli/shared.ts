@@ -36,7 +36,7 @@ export async function loadModel(flags: ModelFlags): Promise<AltCLIPParts> {
   if (flags.threads !== undefined) options.threads = flags.threads;
   if (flags.dtype !== undefined) options.dtype = flags.dtype;
   try {
-    // Imported here so that --help and argument errors do not wait for the model code.
+    // The model and processor code is loaded only by commands that need a model.
     const { loadAltCLIP } = await import('../tasks/pipeline.js');
     return await loadAltCLIP(flags.model, options);
   } catch (err) {

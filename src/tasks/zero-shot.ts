@@ -92,7 +92,7 @@ function checkTopK(topK: number | undefined): number | undefined {
 
 /** Python's `template.format(label)` for templates whose only field is `{}`. */
 export function fillTemplate(template: string, label: string): string {
-  return template.replaceAll('{}', label);
+  return template.replaceAll('{}', () => label); // a function: "$&" in a label stays literal
 }
 
 function checkLabels(labels: unknown): string[] {
