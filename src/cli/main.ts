@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { classifyCommand } from './classify.js';
 import { embedCommand } from './embed.js';
-import { EXIT_ERROR, oneLine } from './errors.js';
+import { EXIT_ERROR, oneLine, warn } from './errors.js';
 import { similarityCommand } from './similarity.js';
 
 function packageVersion(): string {
@@ -49,6 +49,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// Library warnings (process.emitWarning, e.g. unused checkpoint weights) as one line each.
+process.removeAllListeners('warning');
+process.on('warning', (w) => warn(oneLine(w)));
 // A closed pipe (`altclip ... | head`) ends the output quietly.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => process.exit(err.code === 'EPIPE' ? 0 : 1));
 const code = await main(process.argv.slice(2));
