@@ -321,6 +321,8 @@ async function main() {
     '',
   ].join('\n');
   process.stdout.write('\n' + md);
+  writeFileSync(join(cache, 'last-run.json'), JSON.stringify({ started, machine: m, torch: torchRuns, ours, profiles, tiny }, null, 1));
+  log(`  raw results (every timed run): ${join(cache, 'last-run.json')}`);
   if (opts.write ?? !only.length) {
     writeFileSync(join(root, 'BENCHMARKS.md'), md);
     log('  wrote BENCHMARKS.md');
