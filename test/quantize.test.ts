@@ -24,16 +24,16 @@ function cosines(a: Float32Array, b: Float32Array, dim: number): number[] {
 }
 
 describe('q8', () => {
-  it('quantizeLinear: symmetric per output channel, transposed to [in, out]', () => {
+  it('quantizeLinear: symmetric 7-bit per output channel, transposed to [in, out]', () => {
     const w = Float32Array.from([1, -0.5, 0.25, /* row 1 */ 0, 0, 0, /* row 2 */ -2, 1, 0.01]);
     const { q, scale } = quantizeLinear(w, 3, 3);
-    assert.deepEqual([...scale].map((s) => Math.fround(s)), [1 / 127, 1, 2 / 127].map(Math.fround));
-    // q[i * out + o] = round(w[o, i] / scale[o])
-    assert.deepEqual([...q], [127, 0, -127, -64, 0, 64, 32, 0, 1]);
+    assert.deepEqual([...scale], [1 / 63, 1, 2 / 63].map(Math.fround));
+    // q[i * out + o] = round(w[o, i] / scale[o]), halves away from zero
+    assert.deepEqual([...q], [63, 0, -63, -32, 0, 32, 16, 0, 0]);
   });
 
   for (const name of ['tiny-altclip', 'tiny-altclip-b']) {
-    it(`${name}: q8 embeddings vs fp32 (cosine >= 0.99, same ranking)`, async () => {
+    it(`${name}: q8 embeddings vs fp32 (cosine >= 0.999, same ranking)`, async () => {
       const ckpt = path.join(FIXTURES, 'models', name);
       const index = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'goldens', `${name}.json`), 'utf8'));
       const g = new Goldens(path.join(FIXTURES, 'goldens', `${name}.safetensors`));
@@ -42,6 +42,8 @@ describe('q8', () => {
       const q8 = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir, dtype: 'q8' });
       try {
         let worst = 1;
+        let compared = 0;
+        let nearTies = 0;
         for (const combo of index.combos) {
           const inputs = {
             inputIds: g.get(`${combo.name}/inputs/input_ids`),
@@ -55,16 +57,21 @@ describe('q8', () => {
             ...cosines(a.imageEmbeds.data as Float32Array, b.imageEmbeds.data as Float32Array, dim)]) {
             worst = Math.min(worst, c);
           }
-          // zero-shot ranking: the best text for each image is the same
+          // zero-shot ranking: the best text for each image is the same, unless fp32 itself has a
+          // near-tie (top-2 logits closer than 0.1, i.e. < 0.01 in cosine at these logit scales)
           const [nImg, nTxt] = a.logitsPerImage.dims as [number, number];
           for (let i = 0; i < nImg; i++) {
             const row = (t: typeof a) => [...(t.logitsPerImage.data as Float32Array).slice(i * nTxt, (i + 1) * nTxt)];
             const argmax = (r: number[]) => r.indexOf(Math.max(...r));
+            const sorted = row(a).sort((x, y) => y - x);
+            if (nTxt > 1 && sorted[0]! - sorted[1]! < 0.1) { nearTies++; continue; }
+            compared++;
             assert.equal(argmax(row(b)), argmax(row(a)), `${combo.name}: image ${i} ranks texts differently in q8`);
           }
         }
-        console.log(`${name}: worst q8-vs-fp32 embedding cosine ${worst.toFixed(5)}`);
-        assert.ok(worst >= 0.99, `worst cosine ${worst}`);
+        console.log(`${name}: worst q8-vs-fp32 embedding cosine ${worst.toFixed(5)}; top-1 agrees on ${compared} images (${nearTies} fp32 near-ties not compared)`);
+        assert.ok(compared >= 5);
+        assert.ok(worst >= 0.999, `worst cosine ${worst}`);
       } finally {
         await Promise.all([fp32.dispose(), q8.dispose()]);
       }

@@ -16,7 +16,7 @@ export interface ModelOptions extends PretrainedOptions, SessionOptions {
   /**
    * Precision of the encoder layers' Linear weights: "fp32" (default, the checkpoint's values; fp16 /
    * bf16 checkpoints are computed in fp32) or "q8" (int8 weights quantized at load time and cached,
-   * activations quantized dynamically: about 3-4x faster on CPUs with VNNI, cosine vs fp32 >= 0.99).
+   * activations quantized dynamically; see quantize.ts).
    */
   dtype?: 'fp32' | 'q8';
 }

@@ -16,7 +16,7 @@ export interface GraphVariant {
   full: boolean;
   /** Vision only: position embeddings come as an input (interpolate_pos_encoding). */
   interpolate?: boolean;
-  /** The encoder layers' MLP Linear layers on int8 weights (see quantize.ts). */
+  /** The encoder layers' Linear layers on int8 weights (see quantize.ts). */
   quantized?: boolean;
 }
 
@@ -60,7 +60,7 @@ interface TextContext {
   g: GraphBuilder;
   config: AltCLIPTextConfig;
   dims: Dims;
-  /** Options of the MLP Linear layers (q8). */
+  /** Options of the encoder layers' Linear layers (q8). */
   lin: LinearOptions;
   /** [batch, 1, 1, seq]: 0 where attended, finfo.min where masked. */
   extendedAttentionMask: string;
@@ -94,9 +94,9 @@ function altRobertaEmbeddings(ctx: TextContext, p: string, inputIds: string): st
 function altRobertaSelfAttention(ctx: TextContext, p: string, x: string): string {
   const { g, config: c, dims } = ctx;
   const H = c.hiddenSize;
-  const query = splitHeads(g, linear(g, x, `${p}.query`, H, H), dims);
-  const keyT = splitHeads(g, linear(g, x, `${p}.key`, H, H), dims, true);
-  const value = splitHeads(g, linear(g, x, `${p}.value`, H, H), dims);
+  const query = splitHeads(g, linear(g, x, `${p}.query`, H, H, true, ctx.lin), dims);
+  const keyT = splitHeads(g, linear(g, x, `${p}.key`, H, H, true, ctx.lin), dims, true);
+  const value = splitHeads(g, linear(g, x, `${p}.value`, H, H, true, ctx.lin), dims);
   let scores = g.node('MatMul', [query, keyT]);
   scores = g.node('Div', [scores, g.constFloat([Math.sqrt(H / c.numAttentionHeads)], [])]);
   scores = g.node('Add', [scores, ctx.extendedAttentionMask]);
@@ -106,10 +106,9 @@ function altRobertaSelfAttention(ctx: TextContext, p: string, x: string): string
 }
 
 /** AltRobertaSelfOutput / AltRobertaOutput: LayerNorm(dense(h) + input). */
-function altRobertaOutput(ctx: TextContext, p: string, h: string, input: string, inFeatures: number,
-  lin: LinearOptions = {}): string {
+function altRobertaOutput(ctx: TextContext, p: string, h: string, input: string, inFeatures: number): string {
   const { g, config: c } = ctx;
-  const dense = linear(g, h, `${p}.dense`, inFeatures, c.hiddenSize, true, lin);
+  const dense = linear(g, h, `${p}.dense`, inFeatures, c.hiddenSize, true, ctx.lin);
   return layerNorm(g, g.node('Add', [dense, input]), `${p}.LayerNorm`, c.hiddenSize, c.layerNormEps);
 }
 
@@ -120,7 +119,7 @@ function altRobertaLayer(ctx: TextContext, p: string, x: string): string {
   const attentionOutput = altRobertaOutput(ctx, `${p}.attention.output`, selfOutput, x, c.hiddenSize);
   const intermediate = activation(c.hiddenAct, 'text_config.hidden_act')(g,
     linear(g, attentionOutput, `${p}.intermediate.dense`, c.hiddenSize, c.intermediateSize, true, ctx.lin));
-  return altRobertaOutput(ctx, `${p}.output`, intermediate, attentionOutput, c.intermediateSize, ctx.lin);
+  return altRobertaOutput(ctx, `${p}.output`, intermediate, attentionOutput, c.intermediateSize);
 }
 
 export interface TextGraphOptions {
@@ -190,7 +189,7 @@ interface VisionContext {
   g: GraphBuilder;
   config: AltCLIPVisionConfig;
   dims: Dims;
-  /** Options of the MLP Linear layers (q8). */
+  /** Options of the encoder layers' Linear layers (q8). */
   lin: LinearOptions;
   attentions: string[];
 }
@@ -224,12 +223,12 @@ function altCLIPAttention(ctx: VisionContext, p: string, x: string): string {
   const { g, config: c, dims } = ctx;
   const H = c.hiddenSize;
   const scale = (H / c.numAttentionHeads) ** -0.5;
-  const query = g.node('Mul', [linear(g, x, `${p}.q_proj`, H, H), g.constFloat([scale], [])]);
-  const keyT = splitHeads(g, linear(g, x, `${p}.k_proj`, H, H), dims, true);
-  const value = splitHeads(g, linear(g, x, `${p}.v_proj`, H, H), dims);
+  const query = g.node('Mul', [linear(g, x, `${p}.q_proj`, H, H, true, ctx.lin), g.constFloat([scale], [])]);
+  const keyT = splitHeads(g, linear(g, x, `${p}.k_proj`, H, H, true, ctx.lin), dims, true);
+  const value = splitHeads(g, linear(g, x, `${p}.v_proj`, H, H, true, ctx.lin), dims);
   const probs = g.node('Softmax', [g.node('MatMul', [splitHeads(g, query, dims), keyT])], { axis: -1 });
   ctx.attentions.push(probs);
-  return linear(g, mergeHeads(g, g.node('MatMul', [probs, value]), dims), `${p}.out_proj`, H, H);
+  return linear(g, mergeHeads(g, g.node('MatMul', [probs, value]), dims), `${p}.out_proj`, H, H, true, ctx.lin);
 }
 
 /** AltCLIPMLP: fc2(act(fc1(x))). */

@@ -1,7 +1,7 @@
-// dtype "q8": the MLP Linear weights of the encoder layers as int8, for com.microsoft.DynamicQuantizeMatMul
-// (activations quantized to uint8 per call; this is what ORT's dynamic quantization does, with
-// per-output-channel symmetric weight scales for accuracy). Computed once from the float checkpoint
-// and cached as a safetensors file beside the graphs.
+// dtype "q8": the Linear weights of the encoder layers as int8, for com.microsoft.DynamicQuantizeMatMul
+// (activations quantized to uint8 per call, as ORT's dynamic quantization does; weights symmetric per
+// output channel). Computed once from the float checkpoint and cached as a safetensors file beside
+// the graphs.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -9,21 +9,24 @@ import * as path from 'node:path';
 import { writeSafetensors, type TensorSpec } from '../weights/safetensors_writer.js';
 import { openSafetensors, type TensorRef, type Weights } from '../weights/index.js';
 
-const FORMAT = 'altclip-q8-v1';
+const FORMAT = 'altclip-q8-v2';
 
-/**
- * The Linear weights that are quantized: the MLPs of the encoder layers (2/3 of their Linear FLOPs).
- * Quantizing the attention projections too costs accuracy (embedding cosine vs fp32 falls from
- * >= 0.992 to 0.985 on the fixtures), because their per-tensor dynamic activation scales are coarse.
- */
+/** The Linear weights that are quantized: every 2-D `.weight` inside an encoder layer (attention and MLP). */
 export function isQuantizedLinear(name: string, ref: TensorRef): boolean {
-  return ref.shape.length === 2
-    && /(^|\.)encoder\.layers?\.\d+\.(intermediate\.dense|output\.dense|mlp\.fc1|mlp\.fc2)\.weight$/.test(name);
+  return ref.shape.length === 2 && /(^|\.)encoder\.layers?\.\d+\..+\.weight$/.test(name);
 }
 
 /**
+ * Weights use 7 bits (|q| <= 63), ORT's `reduce_range`: on x86 CPUs without AVX-512 VNNI the u8 x s8
+ * kernels sum pairs of products in int16 (vpmaddubsw), which saturates for 8-bit weights
+ * (2 * 255 * 127 > 32767). With 8-bit weights the fixtures' embedding cosine vs fp32 fell to 0.985 on
+ * such a CPU; with 7 bits it is >= 0.999 everywhere.
+ */
+const QMAX = 63;
+
+/**
  * Symmetric per-output-channel int8 of a [out, in] weight, transposed to [in, out] as
- * DynamicQuantizeMatMul's B: q = round(w / scale), scale = max|w[o, :]| / 127.
+ * DynamicQuantizeMatMul's B: q = round(w / scale), scale = max|w[o, :]| / QMAX.
  */
 export function quantizeLinear(w: Float32Array, out: number, inFeatures: number): { q: Int8Array; scale: Float32Array } {
   const q = new Int8Array(out * inFeatures);
@@ -32,11 +35,11 @@ export function quantizeLinear(w: Float32Array, out: number, inFeatures: number)
     let max = 0;
     const row = o * inFeatures;
     for (let i = 0; i < inFeatures; i++) max = Math.max(max, Math.abs(w[row + i]!));
-    const s = max > 0 ? max / 127 : 1;
+    const s = max > 0 ? max / QMAX : 1;
     scale[o] = s;
     for (let i = 0; i < inFeatures; i++) {
       const x = w[row + i]! / s; // rounded half away from zero
-      q[i * out + o] = Math.max(-127, Math.min(127, Math.sign(x) * Math.round(Math.abs(x))));
+      q[i * out + o] = Math.sign(x) * Math.round(Math.abs(x));
     }
   }
   return { q, scale };
