@@ -193,6 +193,42 @@ describe('interpolatePosEncoding', async () => {
   });
 });
 
+describe('getTextFeatures skips the padding', async () => {
+  const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
+  const model = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir });
+  after(() => model.dispose());
+
+  it('texts of many lengths, grouped and cut: the same features as the padded batch', async () => {
+    // 21 right-padded rows of lengths 3..24 (ids from a fixed pattern), one row without padding
+    const seq = 24;
+    const batch = 21;
+    const ids = new BigInt64Array(batch * seq).fill(1n);
+    const mask = new BigInt64Array(batch * seq);
+    for (let b = 0; b < batch; b++) {
+      const len = 3 + ((b * 7) % 22);
+      for (let j = 0; j < len; j++) {
+        ids[b * seq + j] = j === 0 ? 0n : j === len - 1 ? 2n : BigInt(4 + ((b * 31 + j * 17) % 3990));
+        mask[b * seq + j] = 1n;
+      }
+    }
+    const inputIds = new Tensor('int64', ids, [batch, seq]);
+    const attentionMask = new Tensor('int64', mask, [batch, seq]);
+    const features = await model.getTextFeatures({ inputIds, attentionMask });
+    const pixelValues = new Tensor('float32', new Float32Array(3 * 224 * 224), [1, 3, 224, 224]);
+    const padded = await model.forward({ inputIds, attentionMask, pixelValues });
+    // forward runs the padded batch in one piece; compare after the same normalisation
+    const [n, d] = features.dims as [number, number];
+    const f = features.data as Float32Array;
+    const normalised = new Float32Array(n * d);
+    for (let i = 0; i < n; i++) {
+      const row = f.subarray(i * d, (i + 1) * d);
+      const norm = Math.sqrt(row.reduce((s, x) => s + x * x, 0));
+      row.forEach((x, j) => (normalised[i * d + j] = x / norm));
+    }
+    assertClose(new Tensor('float32', normalised, [n, d]), padded.textEmbeds, 1e-6, 'bucketed/text_embeds');
+  });
+});
+
 describe('input errors', async () => {
   const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
   const model = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir });

@@ -339,6 +339,65 @@ class TextTower {
       fetchList(['last_hidden_state', 'pooler_output', ...extra], layers, flags));
     return [towerOutput(out, layers, flags), out];
   }
+
+  /**
+   * One pooled output per text ([batch, dim]) without computing the padding: rows are grouped by
+   * length and each group is cut to its longest row. Exact, since trailing masked tokens change
+   * nothing before them (their keys get zero attention, position ids count from the left) and
+   * the pooled row is token 0.
+   */
+  async pooled(inputs: TextInputs, output: string): Promise<Tensor> {
+    const [inputIds, attentionMask] = checkTextInputs(inputs, this.config);
+    const [batch, seq] = inputIds.dims as [number, number];
+    const mask = attentionMask.data as BigInt64Array;
+    const lengths = Array.from({ length: batch }, (_, b) => {
+      let n = seq;
+      while (n > 1 && mask[b * seq + n - 1] === 0n) n--;
+      return n;
+    });
+    const groups = lengthGroups(lengths);
+    if (groups.length === 1 && lengths.every((n) => n === seq)) {
+      return (await this.tower.run({ full: false }, { input_ids: inputIds, attention_mask: attentionMask }, [output]))[output]!;
+    }
+    const ids = inputIds.data as BigInt64Array;
+    let result: Float32Array | undefined;
+    let dim = 0;
+    for (const rows of groups) {
+      const len = Math.max(...rows.map((r) => lengths[r]!));
+      const take = (src: BigInt64Array) => {
+        const out = new BigInt64Array(rows.length * len);
+        rows.forEach((r, i) => out.set(src.subarray(r * seq, r * seq + len), i * len));
+        return new Tensor('int64', out, [rows.length, len]);
+      };
+      const out = (await this.tower.run({ full: false }, { input_ids: take(ids), attention_mask: take(mask) }, [output]))[output]!;
+      dim = out.dims[1]!;
+      result ??= new Float32Array(batch * dim);
+      const data = out.data as Float32Array;
+      rows.forEach((r, i) => result!.set(data.subarray(i * dim, (i + 1) * dim), r * dim));
+    }
+    return new Tensor('float32', result!, [batch, dim]);
+  }
+}
+
+/**
+ * Rows sorted by length, cut into groups of at least 8 (smaller groups make slower matrix products)
+ * wherever a cut saves padding.
+ */
+function lengthGroups(lengths: number[]): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a]! - lengths[b]!);
+  const MIN = 8;
+  const groups: number[][] = [];
+  let current: number[] = [];
+  order.forEach((r, i) => {
+    const left = order.length - i;
+    if (current.length >= MIN && left >= MIN && lengths[r]! > lengths[current[current.length - 1]!]!) {
+      groups.push(current);
+      current = [];
+    }
+    current.push(r);
+  });
+  groups.push(current);
+  return groups;
 }
 
 class VisionTower {
@@ -416,8 +475,7 @@ export class AltCLIPModel {
 
   /** AltCLIPModel.get_text_features: text_projection(pooler_output), not normalised. */
   async getTextFeatures(inputs: TextInputs): Promise<Tensor> {
-    const [, out] = await this.text.run(inputs, {}, ['text_features']);
-    return out.text_features!;
+    return this.text.pooled(inputs, 'text_features');
   }
 
   /** AltCLIPModel.get_image_features: visual_projection(pooler_output), not normalised. */
