@@ -16,7 +16,7 @@ export interface GraphVariant {
   full: boolean;
   /** Vision only: position embeddings come as an input (interpolate_pos_encoding). */
   interpolate?: boolean;
-  /** The encoder layers' Linear layers on int8 weights (see quantize.ts). */
+  /** Linear layers of the encoder layers on int8 weights (which ones: quantize.ts). */
   quantized?: boolean;
 }
 
@@ -60,7 +60,7 @@ interface TextContext {
   g: GraphBuilder;
   config: AltCLIPTextConfig;
   dims: Dims;
-  /** Options of the encoder layers' Linear layers (q8). */
+  /** Options of the encoder layers' MLP Linear layers (q8). */
   lin: LinearOptions;
   /** [batch, 1, 1, seq]: 0 where attended, finfo.min where masked. */
   extendedAttentionMask: string;
@@ -94,9 +94,10 @@ function altRobertaEmbeddings(ctx: TextContext, p: string, inputIds: string): st
 function altRobertaSelfAttention(ctx: TextContext, p: string, x: string): string {
   const { g, config: c, dims } = ctx;
   const H = c.hiddenSize;
-  const query = splitHeads(g, linear(g, x, `${p}.query`, H, H, true, ctx.lin), dims);
-  const keyT = splitHeads(g, linear(g, x, `${p}.key`, H, H, true, ctx.lin), dims, true);
-  const value = splitHeads(g, linear(g, x, `${p}.value`, H, H, true, ctx.lin), dims);
+  // (fp32 even with q8: see quantize.ts)
+  const query = splitHeads(g, linear(g, x, `${p}.query`, H, H), dims);
+  const keyT = splitHeads(g, linear(g, x, `${p}.key`, H, H), dims, true);
+  const value = splitHeads(g, linear(g, x, `${p}.value`, H, H), dims);
   let scores = g.node('MatMul', [query, keyT]);
   scores = g.node('Div', [scores, g.constFloat([Math.sqrt(H / c.numAttentionHeads)], [])]);
   scores = g.node('Add', [scores, ctx.extendedAttentionMask]);
@@ -106,9 +107,10 @@ function altRobertaSelfAttention(ctx: TextContext, p: string, x: string): string
 }
 
 /** AltRobertaSelfOutput / AltRobertaOutput: LayerNorm(dense(h) + input). */
-function altRobertaOutput(ctx: TextContext, p: string, h: string, input: string, inFeatures: number): string {
+function altRobertaOutput(ctx: TextContext, p: string, h: string, input: string, inFeatures: number,
+  lin: LinearOptions = {}): string {
   const { g, config: c } = ctx;
-  const dense = linear(g, h, `${p}.dense`, inFeatures, c.hiddenSize, true, ctx.lin);
+  const dense = linear(g, h, `${p}.dense`, inFeatures, c.hiddenSize, true, lin);
   return layerNorm(g, g.node('Add', [dense, input]), `${p}.LayerNorm`, c.hiddenSize, c.layerNormEps);
 }
 
@@ -119,7 +121,7 @@ function altRobertaLayer(ctx: TextContext, p: string, x: string): string {
   const attentionOutput = altRobertaOutput(ctx, `${p}.attention.output`, selfOutput, x, c.hiddenSize);
   const intermediate = activation(c.hiddenAct, 'text_config.hidden_act')(g,
     linear(g, attentionOutput, `${p}.intermediate.dense`, c.hiddenSize, c.intermediateSize, true, ctx.lin));
-  return altRobertaOutput(ctx, `${p}.output`, intermediate, attentionOutput, c.intermediateSize);
+  return altRobertaOutput(ctx, `${p}.output`, intermediate, attentionOutput, c.intermediateSize, ctx.lin);
 }
 
 export interface TextGraphOptions {
