@@ -20,7 +20,7 @@ interface Model {
   dispose(): Promise<void>;
 }
 interface ModelClass {
-  fromPretrained(path: string, o: { threads?: number; dtype?: string; graphCacheDir?: string }): Promise<Model>;
+  fromPretrained(path: string, o: { threads?: number; dtype?: string; graphCacheDir?: string; cachePrepacked?: boolean }): Promise<Model>;
 }
 
 const DEFAULT_REPS: Record<string, number> = { image1: 5, image8: 3, text1: 10, text32: 5 };
@@ -44,6 +44,7 @@ async function main() {
   const t0 = performance.now();
   const model = await AltCLIPModel.fromPretrained(arg('--model'), {
     threads: Number(arg('--threads')), dtype: arg('--dtype'), graphCacheDir: arg('--graph-cache'),
+    cachePrepacked: process.argv.includes('--cache-prepacked'),
   });
   const loadS = (performance.now() - t0) / 1000;
   const rssAfterLoad = process.resourceUsage().maxRSS * 1024;

@@ -104,6 +104,24 @@ describe('sessions and graph files', () => {
     }
   });
 
+  it('cachePrepacked: onnxruntime\'s optimized graph with packed weights is cached once and loaded after', async () => {
+    const cache = path.join(tmp, 'cache-prepacked');
+    const pixelValues = new Goldens(path.join(FIXTURES, 'image_processor', 'pixel_values.safetensors')).concat(['pixel_values/cat']);
+    for (let round = 0; round < 2; round++) {
+      const m = await AltCLIPModel.fromPretrained(CKPT, { graphCacheDir: cache, cachePrepacked: true });
+      assertClose(await m.getTextFeatures(inputs), goldens.get('single/get_text_features'), 1e-4, 'prepacked/get_text_features');
+      assertClose(await m.getImageFeatures({ pixelValues }), goldens.get('single/get_image_features'), 1e-4, 'prepacked/get_image_features');
+      await m.dispose();
+      for (const graph of fs.readdirSync(path.join(cache, 'graphs'))) {
+        const entries = fs.readdirSync(path.join(cache, 'graphs', graph));
+        const packed = entries.filter((e) => e.startsWith('prepacked-'));
+        assert.equal(packed.length, 1, `${graph}: ${entries}`);
+        assert.ok(!packed[0]!.endsWith('.tmp'));
+        assert.deepEqual(fs.readdirSync(path.join(cache, 'graphs', graph, packed[0]!)).sort(), ['model.data', 'model.onnx']);
+      }
+    }
+  });
+
   it('missing and mis-shaped weights are all listed in one error', async () => {
     const dir = checkpointWith('broken', (ref, bytes) => {
       if (ref.name === 'text_model.pre_LN.bias' || ref.name === 'vision_model.post_layernorm.weight') return null;
