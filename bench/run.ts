@@ -299,7 +299,7 @@ async function main() {
     '',
     `Run ${started.toISOString().replace(/\.\d+Z$/, 'Z')} with \`npm run bench${process.argv.slice(2).length ? ' -- ' + process.argv.slice(2).join(' ') : ''}\` on **${m.cpu}**, ${m.cores} CPU(s) (\`lscpu\`); ${versions}.`,
     ...(slowBlas ? ['', '**WARNING: PyTorch ran on a non-OpenBLAS BLAS (Debian reference BLAS?); its times are not a fair baseline.**', ''] : []),
-    `Load average (1 min) ${load0.toFixed(2)} at the start, ${load1.toFixed(2)} at the end: the machine is shared, so expect ±10–20% noise.`,
+    `Load average (1 min) ${load0.toFixed(2)} at the start, ${load1.toFixed(2)} at the end: the machine is shared, so expect ±10–20% noise, more for PyTorch (its OpenBLAS threads lose more to other load than ONNX Runtime's pool: compare runs by their load averages).`,
     '',
     `Model: full-size AltCLIP with BAAI/AltCLIP's config (XLM-R large text tower, ViT-L/14 at 224), random weights`,
     `(\`bench/generate_checkpoint.ts\`, seed ${seed}), ${(weightsBytes / 1e9).toFixed(2)} GB of F32 safetensors. Inputs: ${rows.some((r) => r.startsWith('image')) ? '8 fixture images (golden pixel values)' : ''}${rows.some((r) => r.startsWith('text')) ? `${rows.some((r) => r.startsWith('image')) ? ', ' : ''}32 fixture prompts of 8–16 tokens (golden token ids, right-padded), e.g. "${texts[0]}"` : ''}.`,
