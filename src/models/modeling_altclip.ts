@@ -53,6 +53,21 @@ function to3d(g: GraphBuilder, x: string, dims: Dims): string {
   return g.node('Reshape', [x, dims.seqHidden]);
 }
 
+/** output_hidden_states / output_attentions: graph outputs hidden_states.<i> and attentions.<i>. */
+function exposeLayers(g: GraphBuilder, hiddenStates: string[], attentions: string[], dims: Dims, seq: string,
+  hidden: number, heads: number): void {
+  hiddenStates.forEach((h, i) => g.output(to3d(g, h, dims), `hidden_states.${i}`, DataType.FLOAT, ['batch', seq, hidden]));
+  attentions.forEach((a, i) => g.output(a, `attentions.${i}`, DataType.FLOAT, ['batch', heads, seq, seq]));
+}
+
+/** Where a tower's weights are, and whether AltCLIPModel's projection is part of its graph. */
+export interface TowerGraphOptions {
+  /** Checkpoint prefix: "text_model" / "vision_model" in AltCLIPModel; "" for a standalone text model. */
+  prefix: string;
+  /** projection_dim when `text_projection` / `visual_projection` (AltCLIPModel) is part of the graph. */
+  projectionDim?: number;
+}
+
 // =============================================================================================
 // Text tower: XLM-RoBERTa (AltRoberta*) + pre_LN + transformation (AltCLIPTextModel)
 
@@ -124,20 +139,13 @@ function altRobertaLayer(ctx: TextContext, p: string, x: string): string {
   return altRobertaOutput(ctx, `${p}.output`, intermediate, attentionOutput, c.intermediateSize, ctx.lin);
 }
 
-export interface TextGraphOptions {
-  /** Checkpoint prefix of the text tower: "text_model" in AltCLIPModel, "" standalone. */
-  prefix: string;
-  /** projection_dim when `text_projection` (AltCLIPModel) is part of the graph. */
-  projectionDim?: number;
-}
-
 /**
  * AltCLIPTextModel (+ AltCLIPModel.text_projection): inputs input_ids, attention_mask [batch, seq]
  * int64; outputs last_hidden_state [batch, seq, project_dim], pooler_output [batch, project_dim],
  * text_features [batch, projection_dim], hidden_states.<i>, attentions.<i>.
  */
 export function buildTextGraph(g: GraphBuilder, config: AltCLIPTextConfig, variant: GraphVariant,
-  options: TextGraphOptions): void {
+  options: TowerGraphOptions): void {
   const p = options.prefix ? `${options.prefix}.` : '';
   const H = config.hiddenSize;
   const inputIds = g.input('input_ids', DataType.INT64, ['batch', 'sequence']);
@@ -177,11 +185,7 @@ export function buildTextGraph(g: GraphBuilder, config: AltCLIPTextConfig, varia
     const features = linear(g, poolerOutput, 'text_projection', config.projectDim, options.projectionDim, false);
     g.output(features, 'text_features', DataType.FLOAT, ['batch', options.projectionDim]);
   }
-  if (variant.full) {
-    hiddenStates.forEach((h, i) => g.output(to3d(g, h, ctx.dims), `hidden_states.${i}`, DataType.FLOAT, ['batch', 'sequence', H]));
-    ctx.attentions.forEach((a, i) => g.output(a, `attentions.${i}`, DataType.FLOAT,
-      ['batch', config.numAttentionHeads, 'sequence', 'sequence']));
-  }
+  if (variant.full) exposeLayers(g, hiddenStates, ctx.attentions, ctx.dims, 'sequence', H, config.numAttentionHeads);
 }
 
 // =============================================================================================
@@ -252,20 +256,13 @@ function altCLIPEncoderLayer(ctx: VisionContext, p: string, x: string): string {
   return g.node('Add', [residual, h]);
 }
 
-export interface VisionGraphOptions {
-  /** Checkpoint prefix of the vision tower: "vision_model" (in AltCLIPModel and standalone). */
-  prefix: string;
-  /** projection_dim when `visual_projection` (AltCLIPModel) is part of the graph. */
-  projectionDim?: number;
-}
-
 /**
  * AltCLIPVisionTransformer (+ AltCLIPModel.visual_projection): input pixel_values [batch, C, H, W]
  * (and position_embeddings [1, tokens, hidden] when interpolating); outputs last_hidden_state,
  * pooler_output, image_features, hidden_states.<i>, attentions.<i>.
  */
 export function buildVisionGraph(g: GraphBuilder, config: AltCLIPVisionConfig, variant: GraphVariant,
-  options: VisionGraphOptions): void {
+  options: TowerGraphOptions): void {
   const p = options.prefix ? `${options.prefix}.` : '';
   const H = config.hiddenSize;
   const size: (number | string)[] = variant.interpolate ? ['height', 'width'] : [config.imageSize, config.imageSize];
@@ -298,9 +295,5 @@ export function buildVisionGraph(g: GraphBuilder, config: AltCLIPVisionConfig, v
     const features = linear(g, pooledOutput, 'visual_projection', H, options.projectionDim, false);
     g.output(features, 'image_features', DataType.FLOAT, ['batch', options.projectionDim]);
   }
-  if (variant.full) {
-    hiddenStates.forEach((h, i) => g.output(to3d(g, h, ctx.dims), `hidden_states.${i}`, DataType.FLOAT, ['batch', 'tokens', H]));
-    ctx.attentions.forEach((a, i) => g.output(a, `attentions.${i}`, DataType.FLOAT,
-      ['batch', config.numAttentionHeads, 'tokens', 'tokens']));
-  }
+  if (variant.full) exposeLayers(g, hiddenStates, ctx.attentions, ctx.dims, 'tokens', H, config.numAttentionHeads);
 }
