@@ -197,6 +197,8 @@ interface VisionContext {
   dims: Dims;
   /** Options of the encoder layers' Linear layers (q8). */
   lin: LinearOptions;
+  /** One fused attention node (no attention maps to expose). */
+  fusedAttention: boolean;
   attentions: string[];
 }
 
@@ -230,11 +232,20 @@ function altCLIPAttention(ctx: VisionContext, p: string, x: string): string {
   const H = c.hiddenSize;
   const scale = (H / c.numAttentionHeads) ** -0.5;
   const query = g.node('Mul', [linear(g, x, `${p}.q_proj`, H, H, true, ctx.lin), g.constFloat([scale], [])]);
-  const keyT = splitHeads(g, linear(g, x, `${p}.k_proj`, H, H, true, ctx.lin), dims, true);
-  const value = splitHeads(g, linear(g, x, `${p}.v_proj`, H, H, true, ctx.lin), dims);
-  const probs = g.node('Softmax', [g.node('MatMul', [splitHeads(g, query, dims), keyT])], { axis: -1 });
-  ctx.attentions.push(probs);
-  return linear(g, mergeHeads(g, g.node('MatMul', [probs, value]), dims), `${p}.out_proj`, H, H, true, ctx.lin);
+  const key = linear(g, x, `${p}.k_proj`, H, H, true, ctx.lin);
+  const value = linear(g, x, `${p}.v_proj`, H, H, true, ctx.lin);
+  let context: string;
+  if (ctx.fusedAttention) {
+    // the same softmax(q k^T) v as one com.microsoft.MultiHeadAttention (q is already scaled)
+    const [q, k, v] = [query, key, value].map((t) => to3d(g, t, dims));
+    context = g.node('Reshape', [g.node('MultiHeadAttention', [q!, k!, v!],
+      { num_heads: c.numAttentionHeads, scale: { float: 1 } }, { domain: 'com.microsoft' }), dims.flat]);
+  } else {
+    const probs = g.node('Softmax', [g.node('MatMul', [splitHeads(g, query, dims), splitHeads(g, key, dims, true)])], { axis: -1 });
+    ctx.attentions.push(probs);
+    context = mergeHeads(g, g.node('MatMul', [probs, splitHeads(g, value, dims)]), dims);
+  }
+  return linear(g, context, `${p}.out_proj`, H, H, true, ctx.lin);
 }
 
 /** AltCLIPMLP: fc2(act(fc1(x))). */
@@ -275,6 +286,7 @@ export function buildVisionGraph(g: GraphBuilder, config: AltCLIPVisionConfig, v
     g, config,
     dims: makeDims(g, g.node('Concat', [batch, tokens], { axis: 0 }), config.numAttentionHeads, H),
     lin: { quantized: variant.quantized },
+    fusedAttention: !variant.full,
     attentions: [],
   };
 
