@@ -2,6 +2,7 @@
 // weights linked (not copied), fallbacks when linking is impossible, every weight problem reported,
 // and fp16 / bf16 checkpoints computed in fp32.
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -120,6 +121,35 @@ describe('sessions and graph files', () => {
         assert.deepEqual(fs.readdirSync(path.join(cache, 'graphs', graph, packed[0]!)).sort(), ['model.data', 'model.onnx']);
       }
     }
+  });
+
+  it('sessions run in worker threads by default, on the calling thread with workerThreads: false: same numbers', async () => {
+    const pixelValues = new Goldens(path.join(FIXTURES, 'image_processor', 'pixel_values.safetensors')).concat(['pixel_values/cat']);
+    const cache = path.join(tmp, 'cache-threads');
+    for (const workerThreads of [true, false]) {
+      const m = await AltCLIPModel.fromPretrained(CKPT, { graphCacheDir: cache, workerThreads });
+      // both towers at once, and a call with hidden states and attentions (a second session per tower)
+      const [text, image, full] = await Promise.all([m.getTextFeatures(inputs), m.getImageFeatures({ pixelValues }),
+        m.forward({ ...inputs, pixelValues, outputHiddenStates: true, outputAttentions: true })]);
+      assertClose(text, goldens.get('single/get_text_features'), 1e-4, `threads=${workerThreads}/get_text_features`);
+      assertClose(image, goldens.get('single/get_image_features'), 1e-4, `threads=${workerThreads}/get_image_features`);
+      assertClose(full.logitsPerImage, goldens.get('single/outputs/logits_per_image'), 1e-4, `threads=${workerThreads}/logits_per_image`);
+      assert.equal(full.textModelOutput.hiddenStates!.length, 3);
+      await m.dispose();
+    }
+  });
+
+  it('an idle session thread does not keep the process alive (no dispose needed to exit)', () => {
+    const script = `import { AltCLIPModel, Tensor } from ${JSON.stringify(path.resolve('src/index.ts'))};
+      const m = await AltCLIPModel.fromPretrained(${JSON.stringify(CKPT)}, { graphCacheDir: ${JSON.stringify(path.join(tmp, 'cache-exit'))} });
+      const ids = new Tensor('int64', new BigInt64Array([0n, 5n, 2n]), [1, 3]);
+      console.log((await m.getTextFeatures({ inputIds: ids })).dims.join('x'));`;
+    const file = path.join(tmp, 'exit.mts');
+    fs.writeFileSync(file, script);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', file], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.signal, null, 'exited by itself');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^1x\d+$/m);
   });
 
   it('missing and mis-shaped weights are all listed in one error', async () => {

@@ -10,7 +10,7 @@ import { Tensor } from '../tensor.js';
 import { loadWeights, type TensorRef, type Weights } from '../weights/index.js';
 import { buildTextGraph, buildVisionGraph, type GraphVariant } from './modeling_altclip.js';
 import { quantizedWeights } from './quantize.js';
-import { createSession, defaultGraphCacheDir, type SessionOptions } from './session.js';
+import { createSession, defaultGraphCacheDir, type Session, type SessionOptions } from './session.js';
 
 export interface ModelOptions extends PretrainedOptions, SessionOptions {
   /**
@@ -239,7 +239,7 @@ function checkDtype(options: ModelOptions): void {
 }
 
 class Tower {
-  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private readonly sessions = new Map<string, Promise<Session>>();
   private q8?: Map<string, TensorRef>;
 
   constructor(
@@ -285,7 +285,7 @@ class Tower {
     return { ...variant, quantized: this.options.dtype === 'q8' };
   }
 
-  session(requested: GraphVariant): Promise<ort.InferenceSession> {
+  session(requested: GraphVariant): Promise<Session> {
     const key = this.graphName(this.withDtype(requested));
     let s = this.sessions.get(key);
     if (!s) {
@@ -297,8 +297,7 @@ class Tower {
   }
 
   async run(variant: GraphVariant, feeds: Record<string, Tensor>, fetch: string[]): Promise<Record<string, Tensor>> {
-    const session = await this.session(variant);
-    return (await session.run(feeds, fetch)) as Record<string, Tensor>;
+    return (await this.session(variant)).run(feeds, fetch);
   }
 
   async dispose(): Promise<void> {
