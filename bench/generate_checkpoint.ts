@@ -23,7 +23,7 @@ export const LARGE = {
   projectionDim: 768,
   logitScale: 2.6592,
 };
-type Config = typeof LARGE;
+export type Config = typeof LARGE;
 
 /** How a tensor's values are drawn: mean + std * N(0,1), or a constant. */
 interface Init { mean: number; std: number }
@@ -83,25 +83,29 @@ export function weightSpecs(c: Config = LARGE): Spec[] {
 }
 
 /** config.json as transformers 4.40.2 writes it: nested configs list only the values that differ from
- * AltCLIPTextConfig() / AltCLIPVisionConfig() defaults (the real text tower IS the default one). */
+ * AltCLIPTextConfig() / AltCLIPVisionConfig() defaults (BAAI/AltCLIP's text tower IS the default one). */
 export function configJson(c: Config = LARGE): Record<string, unknown> {
+  const differing = (pairs: [string, number, number][]) => Object.fromEntries(pairs.filter(([, v, d]) => v !== d).map(([k, v]) => [k, v]));
+  const t = c.text, v = c.vision;
   return {
     architectures: ['AltCLIPModel'],
     initializer_factor: 1.0,
     logit_scale_init_value: c.logitScale,
     model_type: 'altclip',
     projection_dim: c.projectionDim,
-    text_config: { model_type: 'altclip_text_model' },
+    text_config: {
+      model_type: 'altclip_text_model',
+      ...differing([['vocab_size', t.vocab, 250002], ['hidden_size', t.hidden, 1024], ['num_hidden_layers', t.layers, 24],
+        ['num_attention_heads', t.heads, 16], ['intermediate_size', t.ffn, 4096], ['max_position_embeddings', t.maxPos, 514],
+        ['type_vocab_size', t.typeVocab, 1], ['project_dim', t.projectDim, 768]]),
+    },
     torch_dtype: 'float32',
     transformers_version: '4.40.2',
     vision_config: {
-      hidden_size: c.vision.hidden,
-      intermediate_size: c.vision.ffn,
       model_type: 'altclip_vision_model',
-      num_attention_heads: c.vision.heads,
-      num_hidden_layers: c.vision.layers,
-      patch_size: c.vision.patch,
       projection_dim: c.projectionDim,
+      ...differing([['hidden_size', v.hidden, 768], ['intermediate_size', v.ffn, 3072], ['num_attention_heads', v.heads, 12],
+        ['num_hidden_layers', v.layers, 12], ['patch_size', v.patch, 32], ['image_size', v.image, 224], ['num_channels', v.channels, 3]]),
     },
   };
 }
@@ -153,12 +157,13 @@ const FIXTURE = resolve(here, '..', 'test', 'fixtures', 'models', 'tiny-altclip'
 const PROCESSOR_FILES = ['sentencepiece.bpe.model', 'special_tokens_map.json', 'tokenizer_config.json', 'preprocessor_config.json'];
 
 /** Writes the checkpoint folder unless it already exists; returns its path. */
-export function ensureCheckpoint(dir = defaultCheckpointDir(), seed = DEFAULT_SEED, log = (m: string) => process.stderr.write(m)): string {
+export function ensureCheckpoint(dir = defaultCheckpointDir(), seed = DEFAULT_SEED, log: (m: string) => void = (m) => { process.stderr.write(m); },
+  config: Config = LARGE): string {
   if (existsSync(join(dir, 'model.safetensors')) && existsSync(join(dir, 'config.json'))) return dir;
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  const specs = weightSpecs();
+  const specs = weightSpecs(config);
   const numel = (s: Spec) => s.shape.reduce((a, b) => a * b, 1);
   const total = specs.reduce((a, s) => a + numel(s), 0);
   const header = safetensorsHeader(specs.map((s) => ({ name: s.name, dtype: 'F32' as const, shape: s.shape })),
@@ -186,7 +191,7 @@ export function ensureCheckpoint(dir = defaultCheckpointDir(), seed = DEFAULT_SE
   } finally {
     closeSync(fd);
   }
-  writeFileSync(join(tmp, 'config.json'), JSON.stringify(configJson(), null, 2) + '\n');
+  writeFileSync(join(tmp, 'config.json'), JSON.stringify(configJson(config), null, 2) + '\n');
   for (const f of PROCESSOR_FILES) copyFileSync(join(FIXTURE, f), join(tmp, f));
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
