@@ -2,7 +2,7 @@
 // Started by bench/run.ts; prints one JSON line (times in seconds, RSS in bytes).
 //
 //   node --import tsx bench/ours_worker.ts --model DIR --inputs IN --out OUT --threads N --dtype fp32|q8
-//        --graph-cache DIR [--rows image1,image8,text1,text32] [--warmup 1] [--reps 0]
+//        --graph-cache DIR [--rows image1,image8,text1,text32] [--warmup 1] [--reps 0] [--cache-prepacked] [--no-worker-threads]
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -20,7 +20,7 @@ interface Model {
   dispose(): Promise<void>;
 }
 interface ModelClass {
-  fromPretrained(path: string, o: { threads?: number; dtype?: string; graphCacheDir?: string; cachePrepacked?: boolean }): Promise<Model>;
+  fromPretrained(path: string, o: { threads?: number; dtype?: string; graphCacheDir?: string; cachePrepacked?: boolean; workerThreads?: boolean }): Promise<Model>;
 }
 
 const DEFAULT_REPS: Record<string, number> = { image1: 5, image8: 3, text1: 10, text32: 5 };
@@ -45,6 +45,7 @@ async function main() {
   const model = await AltCLIPModel.fromPretrained(arg('--model'), {
     threads: Number(arg('--threads')), dtype: arg('--dtype'), graphCacheDir: arg('--graph-cache'),
     cachePrepacked: process.argv.includes('--cache-prepacked'),
+    workerThreads: !process.argv.includes('--no-worker-threads'),
   });
   const loadS = (performance.now() - t0) / 1000;
   const rssAfterLoad = process.resourceUsage().maxRSS * 1024;
