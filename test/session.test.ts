@@ -6,6 +6,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { after, describe, it } from 'node:test';
 
 import { AltCLIPModel } from '../src/models/altclip.js';
@@ -150,6 +152,28 @@ describe('sessions and graph files', () => {
     assert.equal(r.signal, null, 'exited by itself');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^1x\d+$/m);
+  });
+
+  it('a model dropped without dispose() ends its session threads once it is garbage-collected', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const threads = () => fs.readdirSync('/proc/self/task').length; // this process's threads (Linux)
+    const cache = path.join(tmp, 'cache-gc');
+    // a first model, disposed, starts whatever pools load and run start once per process
+    const first = await AltCLIPModel.fromPretrained(CKPT, { graphCacheDir: cache });
+    await first.getTextFeatures(inputs);
+    await first.dispose();
+    const before = threads();
+    let model: AltCLIPModel | undefined = await AltCLIPModel.fromPretrained(CKPT, { graphCacheDir: cache });
+    await model.getTextFeatures(inputs);
+    const loaded = threads();
+    assert.ok(loaded > before, `the model's sessions run in threads (${before} -> ${loaded})`);
+    model = undefined;
+    for (let i = 0; i < 100 && threads() > before; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(threads(), before, 'the threads ended');
   });
 
   it('missing and mis-shaped weights are all listed in one error', async () => {

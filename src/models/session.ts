@@ -57,19 +57,17 @@ interface WireTensor { type: ort.Tensor.Type; dims: readonly number[]; data: ort
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
 /**
- * A session owned by a worker thread (session_thread.mjs). Inputs are copied to it, outputs are
- * transferred back without a copy. The thread does not keep the process alive while it is idle.
+ * The worker thread that owns one session (session_thread.mjs), and its requests in flight. The
+ * thread does not keep the process alive while it is idle. Its listeners reference only this
+ * object, never the ThreadSession, so that a session nobody references can be collected.
  */
-class ThreadSession implements Session {
-  private readonly worker: Worker;
+class SessionThread {
+  readonly worker = new Worker(new URL('./session_thread.mjs', import.meta.url));
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private stopped?: Error;
-  inputNames: readonly string[] = [];
-  outputNames: readonly string[] = [];
 
-  private constructor(private readonly label: string) {
-    this.worker = new Worker(new URL('./session_thread.mjs', import.meta.url));
+  constructor(label: string) {
     this.worker.unref();
     this.worker.on('message', (m: { id: number; result?: unknown; error?: { message: string; stack?: string } }) => {
       const p = this.pending.get(m.id);
@@ -84,27 +82,14 @@ class ThreadSession implements Session {
       }
     });
     const stop = (why: string) => {
-      this.stopped ??= new Error(`altclip: the thread running ${this.label} stopped (${why})`);
+      this.stopped ??= new Error(`altclip: the thread running ${label} stopped (${why})`);
       for (const [id, p] of this.pending) { this.settled(id); p.reject(this.stopped); }
     };
     this.worker.on('error', (e) => stop(e.message));
     this.worker.on('exit', (code) => stop(`exit code ${code}`));
   }
 
-  static async create(label: string, model: string | Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<ThreadSession> {
-    const s = new ThreadSession(label);
-    try {
-      const names = await s.request({ op: 'create', model, options }) as { inputNames: string[]; outputNames: string[] };
-      s.inputNames = names.inputNames;
-      s.outputNames = names.outputNames;
-      return s;
-    } catch (e) {
-      await s.worker.terminate();
-      throw e;
-    }
-  }
-
-  private request(msg: Record<string, unknown>): Promise<unknown> {
+  request(msg: Record<string, unknown>): Promise<unknown> {
     if (this.stopped) return Promise.reject(this.stopped);
     const id = this.nextId++;
     if (this.pending.size === 0) this.worker.ref(); // keep the process alive until the answer comes
@@ -118,6 +103,28 @@ class ThreadSession implements Session {
     this.pending.delete(id);
     if (this.pending.size === 0) this.worker.unref();
   }
+}
+
+/** Ends the thread of a session that was dropped without release() (its memory goes with it). */
+const orphans = new FinalizationRegistry<Worker>((worker) => void worker.terminate());
+
+/** A session run by a SessionThread. Inputs are copied to the thread, outputs transferred back. */
+class ThreadSession implements Session {
+  private constructor(private readonly thread: SessionThread, readonly inputNames: readonly string[],
+    readonly outputNames: readonly string[]) {
+    orphans.register(this, thread.worker, this);
+  }
+
+  static async create(label: string, model: string | Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<ThreadSession> {
+    const thread = new SessionThread(label);
+    try {
+      const names = await thread.request({ op: 'create', model, options }) as { inputNames: string[]; outputNames: string[] };
+      return new ThreadSession(thread, names.inputNames, names.outputNames);
+    } catch (e) {
+      await thread.worker.terminate();
+      throw e;
+    }
+  }
 
   async run(feeds: Record<string, ort.Tensor>, fetch: readonly string[]): Promise<Record<string, ort.Tensor>> {
     const wire: Record<string, WireTensor> = {};
@@ -127,15 +134,16 @@ class ThreadSession implements Session {
       if (ArrayBuffer.isView(data) && data.byteLength !== data.buffer.byteLength) data = data.slice() as typeof data;
       wire[name] = { type: t.type, dims: t.dims, data };
     }
-    const out = await this.request({ op: 'run', feeds: wire, fetch }) as Record<string, WireTensor>;
+    const out = await this.thread.request({ op: 'run', feeds: wire, fetch }) as Record<string, WireTensor>;
     return Object.fromEntries(Object.entries(out).map(([name, t]) => [name, new ort.Tensor(t.type as 'float32', t.data as Float32Array, t.dims)]));
   }
 
   async release(): Promise<void> {
+    orphans.unregister(this);
     try {
-      await this.request({ op: 'release' });
+      await this.thread.request({ op: 'release' });
     } finally {
-      await this.worker.terminate();
+      await this.thread.worker.terminate();
     }
   }
 }
