@@ -62,7 +62,8 @@ type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
  * object, never the ThreadSession, so that a session nobody references can be collected.
  */
 class SessionThread {
-  readonly worker = new Worker(new URL('./session_thread.mjs', import.meta.url));
+  // plain JavaScript: no need for the loaders this process may run under (tsx's costs ~150 ms a thread)
+  readonly worker = new Worker(new URL('./session_thread.mjs', import.meta.url), { execArgv: [] });
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private stopped?: Error;
