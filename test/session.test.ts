@@ -176,6 +176,33 @@ describe('sessions and graph files', () => {
     assert.equal(threads(), before, 'the threads ended');
   });
 
+  it('a damaged cached graph (or prepacked copy) is made again, not fatal', async () => {
+    const cache = path.join(tmp, 'cache-damaged');
+    const pixelValues = new Goldens(path.join(FIXTURES, 'image_processor', 'pixel_values.safetensors')).concat(['pixel_values/cat']);
+    await (await AltCLIPModel.fromPretrained(CKPT, { graphCacheDir: cache, cachePrepacked: true })).dispose();
+    for (const graph of fs.readdirSync(path.join(cache, 'graphs'))) {
+      const dir = path.join(cache, 'graphs', graph);
+      fs.writeFileSync(path.join(dir, 'model.onnx'), 'not a graph');
+      const packed = fs.readdirSync(dir).find((e) => e.startsWith('prepacked-'))!;
+      fs.truncateSync(path.join(dir, packed, 'model.onnx'), 10);
+    }
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      for (const cachePrepacked of [false, true]) {
+        const m = await AltCLIPModel.fromPretrained(CKPT, { graphCacheDir: cache, cachePrepacked });
+        assertClose(await m.getTextFeatures(inputs), goldens.get('single/get_text_features'), 1e-4, `damaged/${cachePrepacked}/text`);
+        assertClose(await m.getImageFeatures({ pixelValues }), goldens.get('single/get_image_features'), 1e-4, `damaged/${cachePrepacked}/image`);
+        await m.dispose();
+      }
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.equal(warnings.filter((w) => /rebuilding .*prepacked-/.test(w)).length, 2, warnings.join('\n'));
+  });
+
   it('missing and mis-shaped weights are all listed in one error', async () => {
     const dir = checkpointWith('broken', (ref, bytes) => {
       if (ref.name === 'text_model.pre_LN.bias' || ref.name === 'vision_model.post_layernorm.weight') return null;

@@ -188,6 +188,15 @@ export function writeFileAtomic(file: string, data: Uint8Array | string): void {
   }
 }
 
+/** Writes the graph file unless it already holds exactly `bytes` (a damaged cached copy is replaced). */
+function writeUnlessSame(file: string, bytes: Uint8Array): void {
+  let current: Buffer | undefined;
+  try {
+    current = fs.readFileSync(file);
+  } catch { /* not there yet */ }
+  if (!current || !current.equals(bytes)) writeFileAtomic(file, bytes);
+}
+
 /** Hard-links `target` as `link` (atomically replacing a stale link); false where the OS refuses. */
 function hardLink(target: string, link: string): boolean {
   try {
@@ -228,7 +237,13 @@ async function prepackedSession(label: string, dir: string, model: string, opts:
   const packed = path.join(dir, `prepacked-${machineTag()}`);
   const optimized = path.join(packed, 'model.onnx');
   if (fs.existsSync(optimized)) {
-    return openSession(label, optimized, { ...opts, graphOptimizationLevel: 'disabled' }, options);
+    try {
+      return await openSession(label, optimized, { ...opts, graphOptimizationLevel: 'disabled' }, options);
+    } catch (e) {
+      // a damaged copy (onnxruntime refuses it): made again below
+      process.emitWarning(`altclip: rebuilding ${packed}: ${(e as Error).message}`);
+      fs.rmSync(packed, { recursive: true, force: true });
+    }
   }
   const tmp = `${packed}.${process.pid}.${Date.now()}.tmp`;
   fs.mkdirSync(tmp, { recursive: true });
@@ -236,6 +251,7 @@ async function prepackedSession(label: string, dir: string, model: string, opts:
     const session = await openSession(label, model, {
       ...opts,
       optimizedModelFilePath: path.join(tmp, 'model.onnx'),
+      logSeverityLevel: 3, // its warning that the optimized graph is CPU-specific: machineTag() sees to that
       extra: {
         session: {
           save_external_prepacked_constant_initializers: '1',
@@ -272,7 +288,7 @@ export async function createSession(g: GraphBuilder, options: SessionOptions): P
     fs.mkdirSync(dir, { recursive: true });
     if (files.every((f) => hardLink(f, path.join(dir, names.get(f)!)))) {
       const model = path.join(dir, 'model.onnx');
-      if (!fs.existsSync(model)) writeFileAtomic(model, bytes);
+      writeUnlessSame(model, bytes);
       if (options.cachePrepacked) return await prepackedSession(g.name, dir, model, opts, options);
       return await openSession(g.name, model, opts, options);
     }
@@ -287,7 +303,7 @@ export async function createSession(g: GraphBuilder, options: SessionOptions): P
     const local = g.encode((f) => path.basename(f), OPSETS);
     const model = path.join(weightsDir, `.altclip-${g.name}-${key}.onnx`);
     try {
-      if (!fs.existsSync(model)) writeFileAtomic(model, local);
+      writeUnlessSame(model, local);
       return await openSession(g.name, model, opts, options);
     } catch (e) {
       if (!(e as NodeJS.ErrnoException).code) throw e;
