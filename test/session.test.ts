@@ -10,7 +10,9 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { after, describe, it } from 'node:test';
 
+import { ensureCheckpoint } from '../bench/generate_checkpoint.js';
 import { AltCLIPModel } from '../src/models/altclip.js';
+import { Tensor } from '../src/tensor.js';
 import { readTensorBytes, openSafetensors, type TensorRef } from '../src/weights/index.js';
 import { writeSafetensors } from '../src/weights/safetensors_writer.js';
 import { assertClose, FIXTURES, Goldens } from './helpers/goldens.js';
@@ -201,6 +203,34 @@ describe('sessions and graph files', () => {
       process.off('warning', onWarning);
     }
     assert.equal(warnings.filter((w) => /rebuilding .*prepacked-/.test(w)).length, 2, warnings.join('\n'));
+  });
+
+  it('the event loop stays free while a session thread runs (and is blocked with workerThreads: false)', async () => {
+    // a random model big enough for a run to take a while (ViT with 197 tokens, 6 layers of 256)
+    const config = { text: { vocab: 1000, hidden: 64, layers: 1, heads: 4, ffn: 128, maxPos: 514, typeVocab: 1, projectDim: 64 },
+      vision: { hidden: 256, layers: 6, heads: 8, ffn: 1024, patch: 16, image: 224, channels: 3 }, projectionDim: 64, logitScale: 2.6592 };
+    const dir = ensureCheckpoint(path.join(tmp, 'vit-small'), 1, () => {}, config);
+    const pixelValues = new Tensor('float32', new Float32Array(16 * 3 * 224 * 224).fill(0.25), [16, 3, 224, 224]);
+    const ticksDuringRun = async (workerThreads: boolean) => {
+      const m = await AltCLIPModel.fromPretrained(dir, { graphCacheDir: path.join(tmp, 'cache-loop'), workerThreads });
+      try {
+        await m.getImageFeatures({ pixelValues }); // warm-up
+        let ticks = 0;
+        const timer = setInterval(() => ticks++, 1);
+        const t0 = performance.now();
+        const out = await m.getImageFeatures({ pixelValues });
+        const ms = performance.now() - t0;
+        clearInterval(timer);
+        assert.deepEqual(out.dims, [16, 64]);
+        return { ticks, ms };
+      } finally {
+        await m.dispose();
+      }
+    };
+    const threaded = await ticksDuringRun(true);
+    const local = await ticksDuringRun(false);
+    assert.ok(threaded.ticks >= Math.min(5, threaded.ms / 10), `threads: ${threaded.ticks} timer ticks in ${threaded.ms.toFixed(0)} ms`);
+    assert.ok(local.ms > 30 && local.ticks <= 2, `calling thread: ${local.ticks} timer ticks in ${local.ms.toFixed(0)} ms`);
   });
 
   it('missing and mis-shaped weights are all listed in one error', async () => {
