@@ -3,6 +3,7 @@
 //
 //   node --import tsx bench/ours_worker.ts --model DIR --inputs IN --out OUT --threads N --dtype fp32|q8
 //        --graph-cache DIR [--rows image1,image8,text1,text32] [--warmup 1] [--reps 0] [--cache-prepacked] [--no-worker-threads]
+//        [--all-inputs IN --all-out OUT]
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -80,6 +81,19 @@ async function main() {
       features[r] = { dtype: 'F32', shape: [...out.dims], data: Float32Array.from(out.data as Float32Array) };
     }
     result[r] = { median_s: median(times), times_s: times };
+  }
+  // --all-inputs IN --all-out OUT: features of every fixture input (bench/inputs.ts writeAllInputs), untimed
+  if (process.argv.includes('--all-inputs')) {
+    const all = readSafetensors(arg('--all-inputs'));
+    const pv = all.get('pixel_values')!;
+    const image = await model.getImageFeatures({ pixelValues: new Tensor('float32', pv.data as Float32Array, pv.shape) });
+    const ids = all.get('input_ids')!, am = all.get('attention_mask')!;
+    const text = await model.getTextFeatures({ inputIds: new Tensor('int64', ids.data as BigInt64Array, ids.shape),
+      attentionMask: new Tensor('int64', am.data as BigInt64Array, am.shape) });
+    writeSafetensors(arg('--all-out'), {
+      image: { dtype: 'F32', shape: [...image.dims], data: image.data as Float32Array },
+      text: { dtype: 'F32', shape: [...text.dims], data: text.data as Float32Array },
+    });
   }
   const out = process.argv.includes('--out') ? arg('--out') : undefined;
   if (out && rows.length) writeSafetensors(out, features);

@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { DEFAULT_SEED, defaultCheckpointDir, ensureCheckpoint } from './generate_checkpoint.js';
-import { writeInputs } from './inputs.js';
+import { writeAllInputs, writeInputs } from './inputs.js';
 import { GEMM_OPS } from './profile.js';
 import { readSafetensors } from './safetensors_io.js';
 
@@ -131,6 +131,8 @@ async function main() {
   mkdirSync(outDir, { recursive: true });
   const inputs = join(cache, 'inputs.safetensors');
   const { texts } = writeInputs(join(root, 'test', 'fixtures'), inputs);
+  const allInputs = join(cache, 'inputs-all.safetensors');
+  const allCounts = writeAllInputs(join(root, 'test', 'fixtures'), allInputs);
   const common = ['--warmup', opts.warmup, '--reps', opts.reps];
 
   // PyTorch baseline: one process per thread setting; per row the fastest setting is the baseline.
@@ -194,6 +196,10 @@ async function main() {
     log(`  ours ${dtype}: warm load + ${rows.join(', ') || 'nothing else'} ...`);
     ours[dtype].warm = runJson<RunResult>(process.execPath, [...worker, '--rows', rows.join(','), '--out', join(outDir, `ours-${dtype}.safetensors`), ...common], {}, `ours ${dtype}`);
     if (measureLoad) (warmLoad[dtype] ??= {}).warm = loadMedian(worker, `ours ${dtype} warm load`, ours[dtype].warm);
+    if (dtypes.includes('q8') && dtypes.includes('fp32')) {
+      log(`  ours ${dtype}: features of every fixture input (${allCounts.images} images, ${allCounts.texts} texts; untimed) ...`);
+      runJson<RunResult>(process.execPath, [...worker, '--all-inputs', allInputs, '--all-out', join(outDir, `ours-${dtype}-all.safetensors`)], {}, `ours ${dtype} all inputs`);
+    }
     if (!opts.profile || !ours[dtype].warm) continue;
     const towers: [string, number][] = [];
     if (rows.some((r) => r.startsWith('image'))) towers.push(['vision', 1]);
@@ -247,6 +253,22 @@ async function main() {
         + ` (median first-vs-second gap over all queries: ${gaps[gaps.length >> 1].toFixed(4)})` : '') + '.';
   }
 
+  // q8 vs fp32 over every fixture input (not only the timed ones).
+  let allLine = '';
+  let allCos: number | undefined;
+  const fAll = feats(join(outDir, 'ours-fp32-all.safetensors')), qAll = feats(join(outDir, 'ours-q8-all.safetensors'));
+  if (dtypes.includes('q8') && dtypes.includes('fp32') && fAll && qAll) {
+    const dim = fAll.get('image')!.shape[1];
+    const ci = compare(qAll.get('image')!.data as Float32Array, fAll.get('image')!.data as Float32Array, dim).minCos;
+    const ct = compare(qAll.get('text')!.data as Float32Array, fAll.get('text')!.data as Float32Array, dim).minCos;
+    allCos = Math.min(ci, ct);
+    const qa = queries(cosines(fAll.get('image')!.data as Float32Array, fAll.get('text')!.data as Float32Array, dim));
+    const qb = queries(cosines(qAll.get('image')!.data as Float32Array, qAll.get('text')!.data as Float32Array, dim));
+    const same = qa.filter((q, k) => argmax(q) === argmax(qb[k]!)).length;
+    allLine = `Every fixture input (${allCounts.images} images of pixel_values.safetensors, ${allCounts.texts} single-text tokenizer cases, cut to 512 tokens), q8 vs fp32:`
+      + ` lowest cosine ${ci.toFixed(6)} (image features), ${ct.toFixed(6)} (text features); zero-shot top-1 agreement ${same}/${qa.length}.`;
+  }
+
   // ---- table ----
   const m = machine();
   const has = (d: string) => ours[d]?.warm !== undefined;
@@ -281,8 +303,8 @@ async function main() {
   const div = (a?: number, b?: number) => (a === undefined || b === undefined ? undefined : a / b);
   for (const r of rows) check(`fp32 ${ROW_LABEL[r]}, vs torch`, div(o('fp32', r), torchBest[r]?.s), 0.8, ratio);
   if (rows.includes('image8')) check('q8 getImageFeatures batch 8, vs torch fp32', div(o('q8', 'image8'), torchBest.image8?.s), 0.35, ratio);
-  const q8Cosines = [q8Cos, tiny?.min_cos_text, tiny?.min_cos_image].filter((c): c is number => c !== undefined);
-  if (q8Cosines.length) check('q8 vs fp32 cosine, lowest (benchmark inputs; tiny fixtures vs goldens)', Math.min(...q8Cosines), 0.99, (v) => v.toFixed(4), true);
+  const q8Cosines = [q8Cos, allCos, tiny?.min_cos_text, tiny?.min_cos_image].filter((c): c is number => c !== undefined);
+  if (q8Cosines.length) check('q8 vs fp32 cosine, lowest (benchmark inputs, every fixture input; tiny fixtures vs goldens)', Math.min(...q8Cosines), 0.99, (v) => v.toFixed(4), true);
   if (measureLoad) for (const d of ['fp32', 'q8']) check(`warm load ${d}`, warmLoad[d]?.warm, 3, fmtS);
   if (measureLoad) for (const d of ['fp32', 'q8']) check(`warm load ${d} with cachePrepacked`, warmLoad[d]?.prepacked, 3, fmtS);
   check('peak RSS fp32, vs weights size', div(ours.fp32?.warm?.peak_rss_bytes, weightsBytes), 1.2, ratio);
@@ -332,6 +354,7 @@ async function main() {
     ...(agreement.length ? ['Numerical agreement on the benchmark inputs (features before normalisation; cosine = the lowest over the batch):', '',
       '| comparison | row | max abs diff | min cosine |', '|---|---|---|---|', ...agreement, ''] : []),
     ...(ranking ? [ranking, ''] : []),
+    ...(allLine ? [allLine, ''] : []),
     ...(tiny ? [`q8 on the tiny fixture checkpoints (tiny-altclip, tiny-altclip-b; every golden combo) vs transformers' fp32 goldens: lowest cosine`,
       `${tiny.min_cos_text.toFixed(4)} (text features), ${tiny.min_cos_image.toFixed(4)} (image features); zero-shot top-1 agreement ${tiny.top1_agree}/${tiny.top1_total}.`, ''] : []),
     'Cold load builds (and for q8 quantizes) the graphs into an empty graph cache; warm load finds them cached. In both, the',

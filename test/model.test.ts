@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { AltCLIPModel, AltCLIPTextModel, AltCLIPVisionModel, interpolatePositionEmbeddings } from '../src/models/altclip.js';
+import { AltCLIPModel, AltCLIPTextModel, AltCLIPVisionModel, interpolatePositionEmbeddings, lengthGroups } from '../src/models/altclip.js';
 import { Tensor } from '../src/tensor.js';
 import { assertClose, FIXTURES, Goldens, printDiffTable, rows } from './helpers/goldens.js';
 
@@ -226,6 +226,49 @@ describe('getTextFeatures skips the padding', async () => {
       row.forEach((x, j) => (normalised[i * d + j] = x / norm));
     }
     assertClose(new Tensor('float32', normalised, [n, d]), padded.textEmbeds, 1e-6, 'bucketed/text_embeds');
+  });
+});
+
+describe('lengthGroups (how getTextFeatures groups texts)', () => {
+  const RUN = 16; // RUN_COST_TOKENS
+  const cost = (lengths: number[], groups: number[][]) => groups.reduce((c, g) => c + RUN + g.length * Math.max(...g.map((r) => lengths[r]!)), 0);
+  /** The least cost over every way to cut the sorted distinct lengths into consecutive groups. */
+  function bruteForce(lengths: number[]): number {
+    const distinct = [...new Set(lengths)].sort((a, b) => a - b);
+    let best = Infinity;
+    for (let mask = 0; mask < 1 << (distinct.length - 1); mask++) {
+      let c = 0, from = 0;
+      for (let k = 0; k < distinct.length; k++) {
+        if (k === distinct.length - 1 || mask & (1 << k)) {
+          const inGroup = lengths.filter((l) => l >= distinct[from]! && l <= distinct[k]!).length;
+          c += RUN + inGroup * distinct[k]!;
+          from = k + 1;
+        }
+      }
+      best = Math.min(best, c);
+    }
+    return best;
+  }
+
+  it('every row once, groups in length order, least padding + runs (vs brute force)', () => {
+    let seed = 7;
+    const rand = (n: number) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+    for (let trial = 0; trial < 200; trial++) {
+      const pool = Array.from({ length: 1 + rand(10) }, () => 2 + (rand(4) ? rand(30) : rand(512)));
+      const lengths = Array.from({ length: 1 + rand(40) }, () => pool[rand(pool.length)]!);
+      const groups = lengthGroups(lengths);
+      assert.deepEqual(groups.flat().sort((a, b) => a - b), lengths.map((_, i) => i));
+      for (let g = 1; g < groups.length; g++) {
+        assert.ok(Math.max(...groups[g - 1]!.map((r) => lengths[r]!)) < Math.min(...groups[g]!.map((r) => lengths[r]!)));
+      }
+      assert.equal(cost(lengths, groups), bruteForce(lengths), JSON.stringify(lengths));
+    }
+  });
+
+  it('long texts run apart from short ones; equal lengths run together', () => {
+    const lengths = [512, 40, 42, 12, 12, 13, 512, 20];
+    assert.deepEqual(lengthGroups(lengths).find((g) => g.includes(0)), [0, 6]);
+    assert.deepEqual(lengthGroups([9, 9, 9, 9]), [[0, 1, 2, 3]]);
   });
 });
 

@@ -379,23 +379,36 @@ class TextTower {
 }
 
 /**
- * Rows sorted by length, cut into groups of at least 8 (smaller groups make slower matrix products)
- * wherever a cut saves padding.
+ * What one extra run of the text tower costs, in tokens: a run streams every weight once whatever
+ * its size. Measured on the full-size tower (2 cores, fp32): 59 ms for 1 text of 8 tokens, then
+ * ~3.9 ms per token whether the tokens come as 1x128 or 8x16; the fixed part is ~7 tokens' worth.
  */
-function lengthGroups(lengths: number[]): number[][] {
-  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a]! - lengths[b]!);
-  const MIN = 8;
-  const groups: number[][] = [];
-  let current: number[] = [];
-  order.forEach((r, i) => {
-    const left = order.length - i;
-    if (current.length >= MIN && left >= MIN && lengths[r]! > lengths[current[current.length - 1]!]!) {
-      groups.push(current);
-      current = [];
+const RUN_COST_TOKENS = 16;
+
+/**
+ * Rows (indices into `lengths`) grouped for getTextFeatures: sorted by length and cut where that
+ * saves work, each group costing RUN_COST_TOKENS + its rows x its longest length (the padding it
+ * computes). Optimal for that cost (dynamic programming over the distinct lengths).
+ */
+export function lengthGroups(lengths: number[]): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a]! - lengths[b]! || a - b);
+  const counts = new Map<number, number>();
+  for (const l of lengths) counts.set(l, (counts.get(l) ?? 0) + 1);
+  const distinct = [...counts.keys()].sort((a, b) => a - b);
+  const prefix = [0]; // prefix[k]: rows shorter than distinct[k]
+  for (const l of distinct) prefix.push(prefix[prefix.length - 1]! + counts.get(l)!);
+  // best[j]: least cost of the rows with the j shortest lengths; start[j]: where its last group starts
+  const best = [0];
+  const start = [0];
+  for (let j = 1; j <= distinct.length; j++) {
+    best[j] = Infinity;
+    for (let i = 0; i < j; i++) {
+      const cost = best[i]! + RUN_COST_TOKENS + (prefix[j]! - prefix[i]!) * distinct[j - 1]!;
+      if (cost < best[j]!) { best[j] = cost; start[j] = i; }
     }
-    current.push(r);
-  });
-  groups.push(current);
+  }
+  const groups: number[][] = [];
+  for (let j = distinct.length; j > 0; j = start[j]!) groups.unshift(order.slice(prefix[start[j]!]!, prefix[j]!));
   return groups;
 }
 
