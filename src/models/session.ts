@@ -22,13 +22,13 @@ export interface SessionOptions {
   executionProviders?: string[];
   /**
    * Also cache onnxruntime's optimized graph with its prepacked GEMM weights, so that later loads
-   * skip repacking them (full-size fp32 warm load: ~3.5 s -> ~1.3 s). Costs about the weights' size
+   * skip repacking them (full-size fp32 warm load on 2 cores: ~2 s -> ~0.8-1 s). Costs about the weights' size
    * again on disk, in the graph cache; the cache is specific to this CPU and onnxruntime version.
    */
   cachePrepacked?: boolean;
   /**
    * Run each onnxruntime session in a worker thread of its own (default true): the towers load at
-   * the same time (full-size fp32 warm load ~4 s -> ~2 s on 2 cores) and inference does not block
+   * the same time (full-size fp32 warm load ~3 s -> ~2 s on 2 cores) and inference does not block
    * the event loop. false: on the calling thread, as onnxruntime-node does.
    */
   workerThreads?: boolean;
