@@ -32,6 +32,31 @@ describe('q8', () => {
     assert.deepEqual([...q], [63, 0, -63, -32, 0, 32, 16, 0, 0]);
   });
 
+  it('quantizeLinear: the same numbers as the plain formula on random rows, ties included', () => {
+    let seed = 11;
+    const rand = () => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31; };
+    const out = 37, inFeatures = 53;
+    const w = Float32Array.from({ length: out * inFeatures }, (_, k) => {
+      const row = Math.floor(k / inFeatures);
+      if (k % inFeatures === 0) return row % 2 ? -63 / 64 : 63 / 64; // scale 1/64 in every row: exact
+      if (k % 7 === 0) return (Math.floor(rand() * 120) - 60 + 0.5) / 64; // w / scale is exactly k + 0.5
+      return (rand() - 0.5) * 1.9;
+    });
+    const { q, scale } = quantizeLinear(w, out, inFeatures);
+    let ties = 0;
+    for (let o = 0; o < out; o++) {
+      let max = 0;
+      for (let i = 0; i < inFeatures; i++) max = Math.max(max, Math.abs(w[o * inFeatures + i]!));
+      assert.equal(scale[o], Math.fround(max / 63));
+      for (let i = 0; i < inFeatures; i++) {
+        const x = w[o * inFeatures + i]! / (max / 63);
+        if (Math.abs(x % 1) === 0.5) ties++;
+        assert.equal(q[i * out + o], Math.sign(x) * Math.round(Math.abs(x)) || 0, `w[${o}, ${i}] = ${w[o * inFeatures + i]}`);
+      }
+    }
+    assert.ok(ties > 100, `${ties} ties`);
+  });
+
   for (const name of ['tiny-altclip', 'tiny-altclip-b']) {
     it(`${name}: q8 embeddings vs fp32 (cosine >= 0.999, same ranking)`, async () => {
       const ckpt = path.join(FIXTURES, 'models', name);
