@@ -229,6 +229,32 @@ describe('getTextFeatures skips the padding', async () => {
   });
 });
 
+describe('big image batches run a few images at a time', async () => {
+  const model = await AltCLIPModel.fromPretrained(path.join(FIXTURES, 'models', 'tiny-altclip'), { graphCacheDir });
+  after(() => model.dispose());
+  // tiny-altclip: 50 tokens an image at 224, so 15 images a run: 17 images take two runs
+  const names = ['cat', 'coffee', 'gray_portrait', 'large', 'palette', 'rgba_transparent', 'tall', 'wide', 'tiny_7x5', 'exif_rotated'];
+  const batch = Array.from({ length: 17 }, (_, i) => `pixel_values/${names[i % names.length]}`);
+
+  it('the same features and hidden states as one image at a time', async () => {
+    const all = await model.forward({ inputIds: new Tensor('int64', BigInt64Array.from([0n, 100n, 2n]), [1, 3]),
+      pixelValues: pixels.concat(batch), outputHiddenStates: true, outputAttentions: true });
+    const features = await model.getImageFeatures({ pixelValues: pixels.concat(batch) });
+    assert.deepEqual(features.dims, [17, 24]);
+    const vision = all.visionModelOutput;
+    assert.deepEqual(vision.lastHiddenState.dims, [17, 50, 48]);
+    assert.deepEqual(vision.attentions![2]!.dims, [17, 4, 50, 50]);
+    for (const i of [0, 9, 14, 15, 16]) {
+      const one = await model.forward({ inputIds: new Tensor('int64', BigInt64Array.from([0n, 100n, 2n]), [1, 3]),
+        pixelValues: pixels.concat([batch[i]!]), outputHiddenStates: true, outputAttentions: true });
+      assertClose(rows(features, i, i + 1), await model.getImageFeatures({ pixelValues: pixels.concat([batch[i]!]) }), 1e-6, 'chunked/get_image_features');
+      assertClose(rows(all.imageEmbeds, i, i + 1), one.imageEmbeds, 1e-6, 'chunked/image_embeds');
+      assertClose(rows(vision.hiddenStates![3]!, i, i + 1), one.visionModelOutput.hiddenStates![3]!, 1e-5, 'chunked/hidden_states');
+      assertClose(rows(vision.attentions![1]!, i, i + 1), one.visionModelOutput.attentions![1]!, 1e-6, 'chunked/attentions');
+    }
+  });
+});
+
 describe('lengthGroups (how getTextFeatures groups texts)', () => {
   const RUN = 16; // RUN_COST_TOKENS
   const cost = (lengths: number[], groups: number[][]) => groups.reduce((c, g) => c + RUN + g.length * Math.max(...g.map((r) => lengths[r]!)), 0);
