@@ -257,6 +257,8 @@ describe('big image batches run a few images at a time', async () => {
 
 describe('lengthGroups (how getTextFeatures groups texts)', () => {
   const RUN = 16; // RUN_COST_TOKENS
+  const PER_RUN = 512; // TEXT_TOKENS_PER_RUN
+  const perRun = (len: number) => Math.max(1, Math.floor(PER_RUN / len));
   const cost = (lengths: number[], groups: number[][]) => groups.reduce((c, g) => c + RUN + g.length * Math.max(...g.map((r) => lengths[r]!)), 0);
   /** The least cost over every way to cut the sorted distinct lengths into consecutive groups. */
   function bruteForce(lengths: number[]): number {
@@ -267,7 +269,7 @@ describe('lengthGroups (how getTextFeatures groups texts)', () => {
       for (let k = 0; k < distinct.length; k++) {
         if (k === distinct.length - 1 || mask & (1 << k)) {
           const inGroup = lengths.filter((l) => l >= distinct[from]! && l <= distinct[k]!).length;
-          c += RUN + inGroup * distinct[k]!;
+          c += Math.ceil(inGroup / perRun(distinct[k]!)) * RUN + inGroup * distinct[k]!;
           from = k + 1;
         }
       }
@@ -285,16 +287,19 @@ describe('lengthGroups (how getTextFeatures groups texts)', () => {
       const groups = lengthGroups(lengths);
       assert.deepEqual(groups.flat().sort((a, b) => a - b), lengths.map((_, i) => i));
       for (let g = 1; g < groups.length; g++) {
-        assert.ok(Math.max(...groups[g - 1]!.map((r) => lengths[r]!)) < Math.min(...groups[g]!.map((r) => lengths[r]!)));
+        assert.ok(Math.max(...groups[g - 1]!.map((r) => lengths[r]!)) <= Math.min(...groups[g]!.map((r) => lengths[r]!)));
       }
+      for (const g of groups) assert.ok(g.length <= perRun(Math.max(...g.map((r) => lengths[r]!))), 'at most 512 tokens a run');
       assert.equal(cost(lengths, groups), bruteForce(lengths), JSON.stringify(lengths));
     }
   });
 
   it('long texts run apart from short ones; equal lengths run together', () => {
     const lengths = [512, 40, 42, 12, 12, 13, 512, 20];
-    assert.deepEqual(lengthGroups(lengths).find((g) => g.includes(0)), [0, 6]);
+    assert.deepEqual(lengthGroups(lengths).filter((g) => g.includes(0) || g.includes(6)), [[0], [6]]); // 512 tokens: a run each
     assert.deepEqual(lengthGroups([9, 9, 9, 9]), [[0, 1, 2, 3]]);
+    // 100 texts of 16 tokens: runs of 32 (512 tokens)
+    assert.deepEqual(lengthGroups(Array(100).fill(16)).map((g) => g.length), [32, 32, 32, 4]);
   });
 });
 
