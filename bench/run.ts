@@ -195,6 +195,14 @@ async function main() {
     }
     log(`  ours ${dtype}: warm load + ${rows.join(', ') || 'nothing else'} ...`);
     ours[dtype].warm = runJson<RunResult>(process.execPath, [...worker, '--rows', rows.join(','), '--out', join(outDir, `ours-${dtype}.safetensors`), ...common], {}, `ours ${dtype}`);
+    // a second process, as torch gets one per thread setting: per row the better median counts
+    // (on a shared machine a neighbour's burst otherwise lands on one side only)
+    log(`  ours ${dtype}: ${rows.join(', ')} again in a second process ...`);
+    const again = runJson<RunResult>(process.execPath, [...worker, '--rows', rows.join(','), ...common], {}, `ours ${dtype} again`);
+    for (const r of rows) {
+      const a = ours[dtype].warm?.rows[r], b = again?.rows[r];
+      if (a && b && b.median_s < a.median_s) ours[dtype].warm!.rows[r] = b;
+    }
     if (measureLoad) (warmLoad[dtype] ??= {}).warm = loadMedian(worker, `ours ${dtype} warm load`, ours[dtype].warm);
     if (dtypes.includes('q8') && dtypes.includes('fp32')) {
       log(`  ours ${dtype}: features of every fixture input (${allCounts.images} images, ${allCounts.texts} texts; untimed) ...`);
@@ -342,7 +350,7 @@ async function main() {
     '',
     `Model: full-size AltCLIP with BAAI/AltCLIP's config (XLM-R large text tower, ViT-L/14 at 224), random weights`,
     `(\`bench/generate_checkpoint.ts\`, seed ${seed}), ${(weightsBytes / 1e9).toFixed(2)} GB of F32 safetensors. Inputs: ${rows.some((r) => r.startsWith('image')) ? '8 fixture images (golden pixel values)' : ''}${rows.some((r) => r.startsWith('text')) ? `${rows.some((r) => r.startsWith('image')) ? ', ' : ''}32 fixture prompts of 8–16 tokens (golden token ids, right-padded), e.g. "${texts[0]}"` : ''}.`,
-    `Times are medians after ${opts.warmup} warm-up run(s); ours with ${opts.threads} intra-op thread(s). Ratios < 1 mean we are faster.`,
+    `Times are medians after ${opts.warmup} warm-up run(s); ours with ${opts.threads} intra-op thread(s), the better of 2 processes per row. Ratios < 1 mean we are faster.`,
     `PyTorch runs eagerly under \`torch.inference_mode()\` (bench/torch_baseline.py, checked against the tiny fixtures' goldens);`,
     `each torch thread setting runs in its own process and, per row, the fastest one is the baseline.`,
     '',
