@@ -135,7 +135,10 @@ async function main() {
   const allCounts = writeAllInputs(join(root, 'test', 'fixtures'), allInputs);
   const common = ['--warmup', opts.warmup, '--reps', opts.reps];
 
-  // PyTorch baseline: one process per thread setting; per row the fastest setting is the baseline.
+  // Which processes run: the PyTorch baseline gets one per thread setting (per row the fastest setting
+  // is the baseline), ours two per dtype (per row the better one counts). The timed processes of both
+  // sides are interleaved (torch, ours, torch, ours, ...), so that a slow phase of this shared machine
+  // falls on both sides rather than on whichever ran last.
   const torchRuns: TorchResult[] = [];
   const python = opts.torch ? findPython() : null;
   if (opts.torch && !python) log('  PyTorch baseline skipped: no python3 that imports torch (apt-get install python3-torch)');
@@ -143,26 +146,19 @@ async function main() {
     const verify = runJson<{ ok: boolean; worst_max_abs_diff: number }>(python, ['bench/torch_baseline.py', 'verify'], { OPENBLAS_NUM_THREADS: '1' }, 'torch baseline verify');
     if (!verify?.ok) throw new Error(`bench/torch_baseline.py does not reproduce the tiny fixtures' goldens: ${JSON.stringify(verify)}`);
     log(`  torch baseline matches the tiny goldens (max abs diff ${verify.worst_max_abs_diff.toExponential(1)})`);
-    for (const setting of opts.torchGrid.split(',')) {
-      const [t, b] = setting.split('x');
-      log(`  torch: ${t} torch thread(s), ${b} OpenBLAS thread(s) ...`);
-      const r = runJson<TorchResult>(python, ['bench/torch_baseline.py', 'bench', '--model', modelDir, '--inputs', inputs,
-        '--out', join(outDir, `torch-${setting}.safetensors`), '--threads', t, '--rows', rows.join(','), ...common],
-        { OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }, `torch ${setting}`);
-      if (r) torchRuns.push({ ...r, setting });
-    }
   }
-  const slowBlas = torchRuns.length > 0 && !torchRuns[0].blas.some((p) => p.includes('openblas'));
-  if (slowBlas) log('  WARNING: torch is not using OpenBLAS (reference BLAS is ~50x slower): apt-get install libopenblas0-pthread');
-  const torchBest: Partial<Record<Row, { s: number; setting: string }>> = {};
-  for (const r of rows) for (const run of torchRuns) {
-    const m = run.rows[r]?.median_s;
-    if (m !== undefined && (torchBest[r] === undefined || m < torchBest[r]!.s)) torchBest[r] = { s: m, setting: run.setting };
-  }
+  const torchJobs = python && rows.length ? opts.torchGrid.split(',').map((setting) => () => {
+    const [t, b] = setting.split('x');
+    log(`  torch: ${t} torch thread(s), ${b} OpenBLAS thread(s): load + ${rows.join(', ')} ...`);
+    const r = runJson<TorchResult>(python, ['bench/torch_baseline.py', 'bench', '--model', modelDir, '--inputs', inputs,
+      '--out', join(outDir, `torch-${setting}.safetensors`), '--threads', t, '--rows', rows.join(','), ...common],
+      { OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }, `torch ${setting}`);
+    if (r) torchRuns.push({ ...r, setting });
+  }) : [];
 
-  // Our model: per dtype a cold load (empty graph cache) and a warm process that loads and runs the rows.
+  // Our model, first the loads per dtype: a cold load (empty graph cache), the cachePrepacked and
+  // main-thread variants; warm loads are single samples of a noisy quantity, each row the median of LOADS processes.
   const ours: Record<string, { cold?: RunResult | null; warm?: RunResult | null }> = {};
-  // warm loads are single samples of a noisy quantity: each row is the median of LOADS processes
   const LOADS = 3;
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
   const warmLoad: Record<string, { warm?: number; prepacked?: number; mainThread?: number }> = {};
@@ -178,43 +174,78 @@ async function main() {
   const profiles: ProfileResult[] = [];
   const haveModel = existsSync(MODEL_MODULE);
   if (!haveModel) log(`  our model skipped: ${MODEL_MODULE} does not exist yet`);
-  for (const dtype of haveModel ? dtypes : []) {
-    const graphs = join(cache, `graphs-${dtype}`);
-    const worker = ['--import', 'tsx', 'bench/ours_worker.ts', '--model', modelDir, '--inputs', inputs, '--threads', opts.threads, '--dtype', dtype, '--graph-cache', graphs];
+  const ourDtypes = haveModel ? dtypes : [];
+  const graphsOf = (dtype: string) => join(cache, `graphs-${dtype}`);
+  const workerOf = (dtype: string) => ['--import', 'tsx', 'bench/ours_worker.ts', '--model', modelDir, '--inputs', inputs,
+    '--threads', opts.threads, '--dtype', dtype, '--graph-cache', graphsOf(dtype)];
+  for (const dtype of ourDtypes) {
+    const worker = workerOf(dtype);
     ours[dtype] = {};
-    if (measureLoad) {
-      rmSync(graphs, { recursive: true, force: true });
-      log(`  ours ${dtype}: cold load ...`);
-      ours[dtype].cold = runJson<RunResult>(process.execPath, worker, {}, `ours ${dtype} cold load`);
-      // cachePrepacked: the first load writes onnxruntime's packed weights, the second is timed
-      log(`  ours ${dtype}: warm load with cachePrepacked ...`);
-      runJson<RunResult>(process.execPath, [...worker, '--cache-prepacked'], {}, `ours ${dtype} prepacked cache`);
-      warmLoad[dtype] = { prepacked: loadMedian([...worker, '--cache-prepacked'], `ours ${dtype} prepacked load`) };
-      log(`  ours ${dtype}: warm load with the sessions on the main thread (workerThreads: false) ...`);
-      warmLoad[dtype].mainThread = loadMedian([...worker, '--no-worker-threads'], `ours ${dtype} main-thread load`);
+    if (!measureLoad) continue;
+    rmSync(graphsOf(dtype), { recursive: true, force: true });
+    log(`  ours ${dtype}: cold load ...`);
+    ours[dtype].cold = runJson<RunResult>(process.execPath, worker, {}, `ours ${dtype} cold load`);
+    // cachePrepacked: the first load writes onnxruntime's packed weights, the second is timed
+    log(`  ours ${dtype}: warm load with cachePrepacked ...`);
+    runJson<RunResult>(process.execPath, [...worker, '--cache-prepacked'], {}, `ours ${dtype} prepacked cache`);
+    warmLoad[dtype] = { prepacked: loadMedian([...worker, '--cache-prepacked'], `ours ${dtype} prepacked load`) };
+    log(`  ours ${dtype}: warm load with the sessions on the main thread (workerThreads: false) ...`);
+    warmLoad[dtype].mainThread = loadMedian([...worker, '--no-worker-threads'], `ours ${dtype} main-thread load`);
+  }
+
+  // The timed rows: two processes per dtype (the first one also writes the features), alternating
+  // dtypes, interleaved with torch's processes.
+  const ourJobs: (() => void)[] = [];
+  const extraWarmLoads: Record<string, number | undefined> = {};
+  for (const pass of [0, 1]) for (const dtype of ourDtypes) ourJobs.push(() => {
+    log(`  ours ${dtype}: warm load + ${rows.join(', ') || 'nothing else'}${pass ? ' (second process)' : ''} ...`);
+    const out = pass === 0 ? ['--out', join(outDir, `ours-${dtype}.safetensors`)] : [];
+    const r = runJson<RunResult>(process.execPath, [...workerOf(dtype), '--rows', rows.join(','), ...out, ...common], {}, `ours ${dtype}`);
+    const kept = ours[dtype].warm;
+    if (!kept) { ours[dtype].warm = r; return; }
+    for (const row of rows) {
+      const a = kept.rows[row], b = r?.rows[row];
+      if (a && b && b.median_s < a.median_s) kept.rows[row] = b;
     }
-    log(`  ours ${dtype}: warm load + ${rows.join(', ') || 'nothing else'} ...`);
-    ours[dtype].warm = runJson<RunResult>(process.execPath, [...worker, '--rows', rows.join(','), '--out', join(outDir, `ours-${dtype}.safetensors`), ...common], {}, `ours ${dtype}`);
-    // a second process, as torch gets one per thread setting: per row the better median counts
-    // (on a shared machine a neighbour's burst otherwise lands on one side only)
-    log(`  ours ${dtype}: ${rows.join(', ')} again in a second process ...`);
-    const again = runJson<RunResult>(process.execPath, [...worker, '--rows', rows.join(','), ...common], {}, `ours ${dtype} again`);
-    for (const r of rows) {
-      const a = ours[dtype].warm?.rows[r], b = again?.rows[r];
-      if (a && b && b.median_s < a.median_s) ours[dtype].warm!.rows[r] = b;
+    if (r) kept.peak_rss_bytes = Math.max(kept.peak_rss_bytes, r.peak_rss_bytes);
+    extraWarmLoads[dtype] = r?.load_s;
+  });
+  for (let i = 0; i < Math.max(torchJobs.length, ourJobs.length); i++) {
+    torchJobs[i]?.();
+    ourJobs[i]?.();
+  }
+  const slowBlas = torchRuns.length > 0 && !torchRuns[0].blas.some((p) => p.includes('openblas'));
+  if (slowBlas) log('  WARNING: torch is not using OpenBLAS (reference BLAS is ~50x slower): apt-get install libopenblas0-pthread');
+  const torchBest: Partial<Record<Row, { s: number; setting: string }>> = {};
+  for (const r of rows) for (const run of torchRuns) {
+    const m = run.rows[r]?.median_s;
+    if (m !== undefined && (torchBest[r] === undefined || m < torchBest[r]!.s)) torchBest[r] = { s: m, setting: run.setting };
+  }
+
+  // Untimed: warm loads (the timed processes' loads + one more), q8 vs fp32 on every fixture input, profiles.
+  for (const dtype of ourDtypes) {
+    const worker = workerOf(dtype);
+    const warm = ours[dtype].warm;
+    if (measureLoad && warm) {
+      const loads = [warm.load_s, ...(extraWarmLoads[dtype] !== undefined ? [extraWarmLoads[dtype]!] : [])];
+      while (loads.length < LOADS) {
+        const r = runJson<RunResult>(process.execPath, worker, {}, `ours ${dtype} warm load`);
+        if (!r) break;
+        loads.push(r.load_s);
+      }
+      if (loads.length === LOADS) (warmLoad[dtype] ??= {}).warm = median(loads);
     }
-    if (measureLoad) (warmLoad[dtype] ??= {}).warm = loadMedian(worker, `ours ${dtype} warm load`, ours[dtype].warm);
     if (dtypes.includes('q8') && dtypes.includes('fp32')) {
       log(`  ours ${dtype}: features of every fixture input (${allCounts.images} images, ${allCounts.texts} texts; untimed) ...`);
       runJson<RunResult>(process.execPath, [...worker, '--all-inputs', allInputs, '--all-out', join(outDir, `ours-${dtype}-all.safetensors`)], {}, `ours ${dtype} all inputs`);
     }
-    if (!opts.profile || !ours[dtype].warm) continue;
+    if (!opts.profile || !warm) continue;
     const towers: [string, number][] = [];
     if (rows.some((r) => r.startsWith('image'))) towers.push(['vision', 1]);
     if (rows.some((r) => r.startsWith('text'))) towers.push(['text', 32]);
     for (const [tower, batch] of towers) {
       log(`  ours ${dtype}: profiling the ${tower} graph, batch ${batch} ...`);
-      const p = runJson<ProfileResult>(process.execPath, ['--import', 'tsx', 'bench/profile.ts', '--graph-cache', graphs, '--tower', tower,
+      const p = runJson<ProfileResult>(process.execPath, ['--import', 'tsx', 'bench/profile.ts', '--graph-cache', graphsOf(dtype), '--tower', tower,
         '--dtype', dtype, '--inputs', inputs, '--batch', String(batch), '--threads', opts.threads], {}, `profile ${dtype} ${tower}`);
       if (p) profiles.push(p);
     }
@@ -351,6 +382,7 @@ async function main() {
     `Model: full-size AltCLIP with BAAI/AltCLIP's config (XLM-R large text tower, ViT-L/14 at 224), random weights`,
     `(\`bench/generate_checkpoint.ts\`, seed ${seed}), ${(weightsBytes / 1e9).toFixed(2)} GB of F32 safetensors. Inputs: ${rows.some((r) => r.startsWith('image')) ? '8 fixture images (golden pixel values)' : ''}${rows.some((r) => r.startsWith('text')) ? `${rows.some((r) => r.startsWith('image')) ? ', ' : ''}32 fixture prompts of 8–16 tokens (golden token ids, right-padded), e.g. "${texts[0]}"` : ''}.`,
     `Times are medians after ${opts.warmup} warm-up run(s); ours with ${opts.threads} intra-op thread(s), the better of 2 processes per row. Ratios < 1 mean we are faster.`,
+    `The timed processes of both sides alternate (torch setting, ours, torch setting, ours, ...), so that a slow phase of the machine falls on both.`,
     `PyTorch runs eagerly under \`torch.inference_mode()\` (bench/torch_baseline.py, checked against the tiny fixtures' goldens);`,
     `each torch thread setting runs in its own process and, per row, the fastest one is the baseline.`,
     '',
