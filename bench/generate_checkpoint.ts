@@ -4,15 +4,18 @@
 // realistic range (Linear N(0,1)/sqrt(fan_in) keeps unit variance through each layer).
 //
 //   node --import tsx bench/generate_checkpoint.ts [--preset BAAI/AltCLIP|BAAI/AltCLIP-m9|BAAI/AltCLIP-m18] [--out DIR] [--seed N]
+//   node --import tsx bench/generate_checkpoint.ts --config CONFIG.json --out DIR [--seed N] [--text-model]
+//     (a checkpoint of any config.json, e.g. test/fixtures/models/tiny-altclip-m18; --text-model also writes
+//     DIR/text_model, the text tower saved on its own)
 //
 // The safetensors file (3.4 GB, F32) is streamed to disk chunk by chunk; the folder is built under a
 // temporary name and renamed when complete, so a present folder is always a whole checkpoint.
-import { copyFileSync, existsSync, mkdirSync, openSync, closeSync, writeSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, writeSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AltCLIPConfig } from '../src/config.js';
 import { configPreset, configPresetJson, CONFIG_PRESETS, type ConfigPresetName } from '../src/config_presets.js';
-import { safetensorsHeader } from './safetensors_io.js';
+import { readSafetensors, safetensorsHeader, writeSafetensors } from './safetensors_io.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_SEED = 1234;
@@ -223,10 +226,35 @@ export function ensureCheckpoint(dir = defaultCheckpointDir(), seed = DEFAULT_SE
   return dir;
 }
 
+/** `<dir>/text_model`: the text tower on its own, as `model.text_model.save_pretrained(<dir>/text_model)` writes
+ * it (full AltCLIPTextConfig, weights without the `text_model.` prefix; test/fixtures/README.md). */
+export function writeTextModelFolder(dir: string): string {
+  const config = new AltCLIPConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
+  const out = join(dir, 'text_model');
+  mkdirSync(out, { recursive: true });
+  const tensors = readSafetensors(join(dir, 'model.safetensors'));
+  const text = Object.fromEntries([...tensors].filter(([n]) => n.startsWith('text_model.')).map(([n, t]) => [n.slice('text_model.'.length), t]));
+  writeSafetensors(join(out, 'model.safetensors'), text);
+  const json = { architectures: ['AltCLIPTextModel'], ...config.textConfig.toJSON(), torch_dtype: 'float32', transformers_version: '4.40.2' };
+  writeFileSync(join(out, 'config.json'), JSON.stringify(Object.fromEntries(Object.entries(json).sort(([a], [b]) => (a < b ? -1 : 1))), null, 2) + '\n');
+  return out;
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const arg = (k: string) => { const i = process.argv.indexOf(k); return i >= 0 ? process.argv[i + 1] : undefined; };
   const seed = Number(arg('--seed') ?? DEFAULT_SEED);
-  const preset = (arg('--preset') ?? 'BAAI/AltCLIP') as ConfigPresetName;
-  if (!(preset in CONFIG_PRESETS)) throw new Error(`--preset: unknown preset ${preset} (${Object.keys(CONFIG_PRESETS).join(', ')})`);
-  console.log(ensurePresetCheckpoint(preset, arg('--out') ?? defaultCheckpointDir(seed, preset), seed));
+  const configFile = arg('--config');
+  if (configFile) {
+    // any config.json (e.g. a tiny test fixture's): written as given, weights shaped by it
+    const out = arg('--out');
+    if (!out) throw new Error('--config needs --out');
+    const json = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+    const dir = ensureCheckpoint(out, seed, undefined, generatorConfig(new AltCLIPConfig(json, configFile)), json);
+    if (process.argv.includes('--text-model')) writeTextModelFolder(dir);
+    console.log(dir);
+  } else {
+    const preset = (arg('--preset') ?? 'BAAI/AltCLIP') as ConfigPresetName;
+    if (!(preset in CONFIG_PRESETS)) throw new Error(`--preset: unknown preset ${preset} (${Object.keys(CONFIG_PRESETS).join(', ')})`);
+    console.log(ensurePresetCheckpoint(preset, arg('--out') ?? defaultCheckpointDir(seed, preset), seed));
+  }
 }

@@ -63,7 +63,7 @@ def write_safetensors(path, tensors, metadata=None):
     for name in sorted(tensors):
         t = tensors[name].detach()
         code, np_dtype = _WRITE.get(t.dtype, _WRITE[torch.float32])
-        a = np.ascontiguousarray(t.numpy().astype(np_dtype))
+        a = np.array(t.numpy(), dtype=np_dtype, order="C")  # (ascontiguousarray would make a 0-d loss 1-d)
         header[name] = {"dtype": code, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
         blobs.append(a.tobytes())
