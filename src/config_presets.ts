@@ -43,49 +43,51 @@ import { AltCLIPConfig } from './config.js';
 
 type Json = Record<string, unknown>;
 
+// Keys in the order transformers writes config.json (sorted).
+
 /** XLM-R large, AltCLIP's text tower ([A], [XLMR]). */
 const XLMR_LARGE = {
-  model_type: 'altclip_text_model',
-  vocab_size: 250002,
-  hidden_size: 1024,
-  num_hidden_layers: 24,
-  num_attention_heads: 16,
-  intermediate_size: 4096,
-  hidden_act: 'gelu',
-  max_position_embeddings: 514,
-  type_vocab_size: 1,
-  layer_norm_eps: 1e-5,
-  pad_token_id: 1,
   bos_token_id: 0,
   eos_token_id: 2,
+  hidden_act: 'gelu',
+  hidden_size: 1024,
+  intermediate_size: 4096,
+  layer_norm_eps: 1e-5,
+  max_position_embeddings: 514,
+  model_type: 'altclip_text_model',
+  num_attention_heads: 16,
+  num_hidden_layers: 24,
+  pad_token_id: 1,
+  type_vocab_size: 1,
+  vocab_size: 250002,
 };
 
 /** OpenAI CLIP ViT-L/14 at 224 ([A]). */
 const VIT_L_14 = {
-  model_type: 'altclip_vision_model',
+  hidden_act: 'quick_gelu',
   hidden_size: 1024,
+  image_size: 224,
   intermediate_size: 4096,
-  num_hidden_layers: 24,
+  layer_norm_eps: 1e-5,
+  model_type: 'altclip_vision_model',
   num_attention_heads: 16,
   num_channels: 3,
-  image_size: 224,
+  num_hidden_layers: 24,
   patch_size: 14,
-  hidden_act: 'quick_gelu',
-  layer_norm_eps: 1e-5,
 };
 
 /** OpenCLIP ViT-H/14 at 224 ([H14]): 16 heads of 80. */
 const VIT_H_14 = {
-  model_type: 'altclip_vision_model',
+  hidden_act: 'gelu',
   hidden_size: 1280,
+  image_size: 224,
   intermediate_size: 5120,
-  num_hidden_layers: 32,
+  layer_norm_eps: 1e-5,
+  model_type: 'altclip_vision_model',
   num_attention_heads: 16,
   num_channels: 3,
-  image_size: 224,
+  num_hidden_layers: 32,
   patch_size: 14,
-  hidden_act: 'gelu',
-  layer_norm_eps: 1e-5,
 };
 
 const common = { architectures: ['AltCLIPModel'], model_type: 'altclip', initializer_factor: 1.0, logit_scale_init_value: 2.6592 };

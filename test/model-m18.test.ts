@@ -79,13 +79,10 @@ describe(`AltCLIPModel ${NAME} (head size 80, gelu vision tower)`, async () => {
   for (const combo of index.combos) {
     it(`forward, features and standalone towers: ${combo.name}`, async () => {
       const c = combo.name, call = combo.model_call;
+      const [inputIds, attentionMask] = [g.get(`${c}/inputs/input_ids`), g.get(`${c}/inputs/attention_mask`)];
       const pixelValues = pixels.concat(call.pixel_values.concatenate_along_dim0);
-      const inputIds = g.get(`${c}/inputs/input_ids`);
-      const attentionMask = g.get(`${c}/inputs/attention_mask`);
-      const out = await model.forward({
-        inputIds, attentionMask, pixelValues,
-        returnLoss: call.return_loss, outputHiddenStates: call.output_hidden_states, outputAttentions: call.output_attentions,
-      });
+      const flags = { returnLoss: call.return_loss, outputHiddenStates: call.output_hidden_states, outputAttentions: call.output_attentions };
+      const out = await model.forward({ inputIds, attentionMask, pixelValues, ...flags });
       const produced = new Map<string, Tensor>([
         [`${c}/outputs/logits_per_image`, out.logitsPerImage], [`${c}/outputs/logits_per_text`, out.logitsPerText],
         [`${c}/outputs/text_embeds`, out.textEmbeds], [`${c}/outputs/image_embeds`, out.imageEmbeds],
