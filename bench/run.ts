@@ -8,8 +8,8 @@
 //   npm run bench -- --no-torch           skip the baseline; --torch-grid 1x1,2x1 picks torch settings
 //   npm run bench -- --m18                only the AltCLIP-m18 section (ViT-H/14 + XLM-R large, random weights):
 //                                         getImageFeatures / getTextFeatures batch 1, fp32 and q8, time and peak RSS,
-//                                         PyTorch in the same run (--torch-grid, default 2x1 here); rewrites only
-//                                         BENCHMARKS.md's m18 section
+//                                         alternating with BAAI/AltCLIP's shapes as the baseline (+ PyTorch where it
+//                                         has OpenBLAS); rewrites only BENCHMARKS.md's m18 section
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -147,13 +147,23 @@ function currentM18Section(): string {
   return a >= 0 && b > a ? md.slice(a, b + M18_END.length) + '\n' : '';
 }
 
+/** Whether this python's torch calls OpenBLAS (Debian's reference BLAS is ~50x slower: no fair baseline). */
+function torchHasOpenBlas(python: string): boolean {
+  const r = spawnSync(python, ['-c', 'import torch; torch.ones(64, 64) @ torch.ones(64, 64); import os;'
+    + ' print(any("openblas" in os.path.realpath(l.split()[-1]) for l in open("/proc/self/maps") if "blas" in l))'], { encoding: 'utf8' });
+  return r.stdout.trim() === 'True';
+}
+
 async function runM18() {
   const started = new Date();
   const load0 = loadavg()[0];
   const seed = Number(opts.seed);
   const preset = 'BAAI/AltCLIP-m18' as const;
   const modelDir = ensurePresetCheckpoint(preset, defaultCheckpointDir(seed, preset), seed, (m) => process.stderr.write(m));
+  // the baseline measured in the same run, process by process: our BAAI/AltCLIP (ViT-L/14 + XLM-R large)
+  const baseDir = ensureCheckpoint(defaultCheckpointDir(seed), seed, (m) => process.stderr.write(m));
   const weightsBytes = statSync(join(modelDir, 'model.safetensors')).size;
+  const baseBytes = statSync(join(baseDir, 'model.safetensors')).size;
   const outDir = join(cache, 'out-m18');
   mkdirSync(outDir, { recursive: true });
   const inputs = join(cache, 'inputs.safetensors');
@@ -162,103 +172,104 @@ async function runM18() {
   if (!m18Rows.length) program.error('--m18 measures image1 and text1 (--only image1, text1, image or text)');
   const reps = opts.reps !== '0' ? opts.reps : '3';
   const common = ['--warmup', opts.warmup, '--reps', reps];
-  const graphsOf = (dtype: string) => join(cache, `graphs-m18-${dtype}`);
-  const workerOf = (dtype: string) => ['--import', 'tsx', 'bench/ours_worker.ts', '--model', modelDir, '--inputs', inputs,
-    '--threads', opts.threads, '--dtype', dtype, '--graph-cache', graphsOf(dtype)];
+
+  interface System { key: string; label: string; args: (extra: string[]) => [string, string[], NodeJS.ProcessEnv]; bytes: number; graphs?: string }
+  const ours = (model: 'm18' | 'altclip', dtype: string): System => {
+    const graphs = join(cache, `graphs-${model === 'm18' ? 'm18-' : ''}${dtype}`);
+    return { key: `${model}-${dtype}`, label: `${model === 'm18' ? 'm18' : 'AltCLIP'} ${dtype}`, graphs, bytes: model === 'm18' ? weightsBytes : baseBytes,
+      args: (extra) => [process.execPath, ['--import', 'tsx', 'bench/ours_worker.ts', '--model', model === 'm18' ? modelDir : baseDir, '--inputs', inputs,
+        '--threads', opts.threads, '--dtype', dtype, '--graph-cache', graphs, ...extra], {}] };
+  };
+  const systems: System[] = dtypes.flatMap((d) => [ours('altclip', d), ours('m18', d)]);
+  const python = opts.torch ? findPython() : null;
+  let torchNote = '';
+  if (python && !torchHasOpenBlas(python)) {
+    torchNote = 'PyTorch not measured: its torch calls the reference BLAS here (no libopenblas0-pthread), ~50× slower than OpenBLAS, no fair baseline.';
+    log(`  ${torchNote}`);
+  } else if (python) {
+    const setting = process.argv.includes('--torch-grid') ? opts.torchGrid.split(',')[0]! : '2x1';
+    const [t, b] = setting.split('x');
+    systems.push({ key: 'torch', label: `m18 torch fp32 (${setting})`, bytes: weightsBytes,
+      args: (extra) => [python, ['bench/torch_baseline.py', 'bench', '--model', modelDir, '--inputs', inputs, '--threads', t!, ...extra],
+        { OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }] });
+  }
 
   // cold loads (empty graph cache: builds, and for q8 quantizes, the graphs), then the timed processes,
-  // interleaved: torch, ours fp32, ours q8, torch, ours fp32, ours q8 (per row the better of the two counts)
+  // alternating m18 and the baseline (per row the better of 2 processes counts)
   const cold: Record<string, RunResult | null> = {};
-  for (const dtype of dtypes) {
-    rmSync(graphsOf(dtype), { recursive: true, force: true });
-    log(`  m18 ours ${dtype}: cold load ...`);
-    cold[dtype] = runJson<RunResult>(process.execPath, workerOf(dtype), {}, `m18 ours ${dtype} cold load`);
+  for (const sys of systems) {
+    if (!sys.graphs) continue;
+    rmSync(sys.graphs, { recursive: true, force: true });
+    log(`  ${sys.label}: cold load ...`);
+    cold[sys.key] = runJson<RunResult>(...sys.args([]), `${sys.label} cold load`);
   }
-  const python = opts.torch ? findPython() : null;
-  const grid = process.argv.includes('--torch-grid') ? opts.torchGrid.split(',') : ['2x1'];
-  const best: Record<string, RunResult & { setting?: string }> = {};
-  const keep = (key: string, r: (RunResult & { setting?: string }) | null) => {
-    if (!r) return;
-    const k = best[key];
-    if (!k) { best[key] = r; return; }
+  const best: Record<string, RunResult> = {};
+  const loads: Record<string, number[]> = {};
+  for (const pass of [0, 1]) for (const sys of systems) {
+    log(`  ${sys.label}: warm load + ${m18Rows.join(', ')}${pass ? ' (second process)' : ''} ...`);
+    const r = runJson<RunResult>(...sys.args(['--rows', m18Rows.join(','), ...(pass === 0 ? ['--out', join(outDir, `${sys.key}.safetensors`)] : []), ...common]), sys.label);
+    if (!r) continue;
+    (loads[sys.key] ??= []).push(r.load_s);
+    const k = best[sys.key];
+    if (!k) { best[sys.key] = r; continue; }
     for (const row of m18Rows) if (r.rows[row] && (!k.rows[row] || r.rows[row]!.median_s < k.rows[row]!.median_s)) k.rows[row] = r.rows[row];
     k.peak_rss_bytes = Math.max(k.peak_rss_bytes, r.peak_rss_bytes);
-  };
-  let torchInfo: TorchResult | null = null;
-  for (const pass of [0, 1]) {
-    if (python) for (const setting of grid) {
-      const [t, b] = setting.split('x');
-      log(`  m18 torch ${setting}: load + ${m18Rows.join(', ')}${pass ? ' (second process)' : ''} ...`);
-      const r = runJson<TorchResult>(python, ['bench/torch_baseline.py', 'bench', '--model', modelDir, '--inputs', inputs,
-        ...(pass === 0 ? ['--out', join(outDir, `torch-${setting}.safetensors`)] : []), '--threads', t!, '--rows', m18Rows.join(','), ...common],
-        { OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }, `m18 torch ${setting}`);
-      if (r) { torchInfo ??= r; keep('torch', { ...r, setting }); }
-    }
-    for (const dtype of dtypes) {
-      log(`  m18 ours ${dtype}: warm load + ${m18Rows.join(', ')}${pass ? ' (second process)' : ''} ...`);
-      keep(dtype, runJson<RunResult>(process.execPath, [...workerOf(dtype), '--rows', m18Rows.join(','),
-        ...(pass === 0 ? ['--out', join(outDir, `ours-${dtype}.safetensors`)] : []), ...common], {}, `m18 ours ${dtype}`));
-    }
   }
   const load1 = loadavg()[0];
 
   const feats = (f: string) => (existsSync(f) ? readSafetensors(f) : null);
   const agreement: string[] = [];
-  const cmp = (a: ReturnType<typeof feats>, b: ReturnType<typeof feats>, what: string) => {
+  const cmp = (a: string, b: string, what: string) => {
+    const fa = feats(join(outDir, `${a}.safetensors`)), fb = feats(join(outDir, `${b}.safetensors`));
     for (const r of m18Rows) {
-      const x = a?.get(r), y = b?.get(r);
+      const x = fa?.get(r), y = fb?.get(r);
       if (!x || !y) continue;
       const { maxAbs, minCos } = compare(x.data as Float32Array, y.data as Float32Array, x.shape[1]!);
       agreement.push(`| ${what} | ${r} | ${x.shape[1]} | ${maxAbs.toExponential(2)} | ${minCos.toFixed(6)} |`);
     }
   };
-  const torchFeats = python ? feats(join(outDir, `torch-${grid[0]}.safetensors`)) : null;
-  cmp(feats(join(outDir, 'ours-fp32.safetensors')), torchFeats, 'ours fp32 vs torch fp32');
-  cmp(feats(join(outDir, 'ours-q8.safetensors')), feats(join(outDir, 'ours-fp32.safetensors')), 'ours q8 vs ours fp32');
+  if (best.torch) cmp('m18-fp32', 'torch', 'm18: ours fp32 vs torch fp32');
+  cmp('m18-q8', 'm18-fp32', 'm18: ours q8 vs ours fp32');
 
   const m = machine();
-  const head = ['measure', ...(best.torch ? [`torch fp32 (${best.torch.setting})`] : []), ...dtypes.flatMap((d) => [`ours ${d}`, ...(best.torch ? [`${d} / torch`] : [])])];
+  const pairs = dtypes.map((d) => [`altclip-${d}`, `m18-${d}`, d] as const);
+  const head = ['measure', ...pairs.flatMap(([, , d]) => [`AltCLIP ${d} (baseline)`, `m18 ${d}`, 'm18 / AltCLIP']), ...(best.torch ? ['m18 torch fp32'] : [])];
   const table = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
-  const row = (label: string, get: (r: RunResult) => number | undefined, fmt: (x?: number) => string, ratio: boolean) => {
-    const t = best.torch ? get(best.torch) : undefined;
-    table.push(`| ${[label, ...(best.torch ? [fmt(t)] : []), ...dtypes.flatMap((d) => {
-      const v = best[d] ? get(best[d]!) : undefined;
-      return [fmt(v), ...(best.torch ? [ratio ? fmtX(v, t) : (v !== undefined && t !== undefined ? `${(v / t).toFixed(2)}×` : '—')] : [])];
-    })].join(' | ')} |`);
-  };
-  table.push(`| load, cold (empty graph cache) | ${[...(best.torch ? ['—'] : []), ...dtypes.flatMap((d) => [fmtS(cold[d]?.load_s), ...(best.torch ? ['—'] : [])])].join(' | ')} |`);
-  row('load, warm', (r) => r.load_s, fmtS, true);
-  for (const r of m18Rows) row(ROW_LABEL[r], (x) => x.rows[r]?.median_s, fmtS, true);
-  row('peak RSS (load + all rows)', (r) => r.peak_rss_bytes, fmtGB, false);
-  table.push(`| peak RSS vs weights file | ${[...(best.torch ? [fmtX(best.torch.peak_rss_bytes, weightsBytes)] : []),
-    ...dtypes.flatMap((d) => [fmtX(best[d]?.peak_rss_bytes, weightsBytes), ...(best.torch ? [''] : [])])].join(' | ')} |`);
-  table.push(`| peak RSS, cold load (graph build${dtypes.includes('q8') ? ' / quantization' : ''}) | ${[...(best.torch ? ['—'] : []),
-    ...dtypes.flatMap((d) => [fmtGB(cold[d]?.peak_rss_bytes), ...(best.torch ? [''] : [])])].join(' | ')} |`);
+  const row = (label: string, get: (key: string) => number | undefined, fmt: (x?: number) => string) =>
+    table.push(`| ${[label, ...pairs.flatMap(([a, b]) => [fmt(get(a)), fmt(get(b)), fmtX(get(b), get(a))]), ...(best.torch ? [fmt(get('torch'))] : [])].join(' | ')} |`);
+  row('load, cold (empty graph cache)', (k) => cold[k]?.load_s, fmtS);
+  row('load, warm (median of 2)', (k) => (loads[k]?.length ? loads[k]!.reduce((x, y) => x + y, 0) / loads[k]!.length : undefined), fmtS);
+  for (const r of m18Rows) row(ROW_LABEL[r], (k) => best[k]?.rows[r]?.median_s, fmtS);
+  row('peak RSS (warm load + all rows)', (k) => best[k]?.peak_rss_bytes, fmtGB);
+  row('peak RSS, cold load', (k) => cold[k]?.peak_rss_bytes, fmtGB);
+  row('weights file', (k) => (k === 'torch' || k.startsWith('m18') ? weightsBytes : baseBytes), fmtGB);
 
   const section = [
     '## AltCLIP-m18 (ViT-H/14 + XLM-R large), full size',
     '',
-    `Run ${started.toISOString().replace(/\.\d+Z$/, 'Z')} with \`npm run bench -- ${process.argv.slice(2).join(' ')}\` on **${m.cpu}**, ${m.cores} CPU(s); Node ${process.version}`
-      + `${torchInfo ? `, PyTorch ${torchInfo.torch} (BLAS: ${torchInfo.blas.map((p) => p.split('/').pop()).join(', ')})` : ''}.`,
+    `Run ${started.toISOString().replace(/\.\d+Z$/, 'Z')} with \`npm run bench -- ${process.argv.slice(2).join(' ')}\` on **${m.cpu}**, ${m.cores} CPU(s); Node ${process.version}.`,
     `**The machine was shared** with other helpers' builds, tests and benchmarks during this run (load average ${load0.toFixed(2)} at the start,`
-      + ` ${load1.toFixed(2)} at the end, on ${m.cores} CPUs): read the ratios (torch and ours alternate process by process), not the absolute times.`,
+      + ` ${load1.toFixed(2)} at the end, on ${m.cores} CPUs): absolute times are inflated and noisy; the m18 / AltCLIP ratios compare`
+      + ' processes that alternated (AltCLIP, m18, AltCLIP, m18, ...) so that a slow phase falls on both.',
     '',
     `Model: \`configPreset('BAAI/AltCLIP-m18')\` (src/config_presets.ts): ViT-H/14 vision tower (hidden 1280, 32 layers, 16 heads of 80, MLP 5120,`
       + ` exact GELU), XLM-R large text tower, 1024-d projections; random weights from \`bench/generate_checkpoint.ts --preset BAAI/AltCLIP-m18\``
-      + ` (seed ${seed}), ${(weightsBytes / 1e9).toFixed(2)} GB of F32 safetensors (the hub repository's weights: 4.78 GB).`,
+      + ` (seed ${seed}), ${(weightsBytes / 1e9).toFixed(2)} GB of F32 safetensors (1.19e9 parameters; the hub repository's weights: 4.78 GB).`
+      + ` Baseline: BAAI/AltCLIP's shapes (ViT-L/14 + XLM-R large, 864M parameters, ${(baseBytes / 1e9).toFixed(2)} GB), same generator and seed.`,
     `Inputs: one fixture image (cat, golden pixel values) and one 8-token prompt. Times: median of ${reps} calls after ${opts.warmup} warm-up,`
-      + ` the better of 2 processes; ours with ${opts.threads} intra-op thread(s). Peak RSS: process maximum (getrusage), memory-mapped weights included;`
-      + ` one such process at a time.`,
+      + ` the better of 2 processes; ${opts.threads} intra-op thread(s). Peak RSS: process maximum (getrusage), memory-mapped weights included;`
+      + ' one such process at a time.',
+    ...(torchNote ? ['', torchNote] : []),
     '',
     ...table,
     '',
     ...(agreement.length ? ['Agreement on these inputs (features before normalisation):', '', '| comparison | row | dim | max abs diff | min cosine |', '|---|---|---|---|---|', ...agreement, ''] : []),
-    'Reproduce: `npm run bench -- --m18` (generates the 4.8 GB checkpoint into bench/.cache/ once; `--no-torch` skips PyTorch,',
-    '`--dtype fp32` or `q8` one of ours, `--reps N` calls per row).',
+    'Reproduce: `npm run bench -- --m18` (generates the 4.8 GB m18 and 3.5 GB AltCLIP checkpoints into bench/.cache/ once;',
+    '`--dtype fp32` or `q8` for one dtype, `--reps N` calls per row, `--no-torch` skips PyTorch, which runs only where torch uses OpenBLAS).',
     '',
   ].join('\n');
   process.stdout.write('\n' + section);
-  writeFileSync(join(cache, 'last-run-m18.json'), JSON.stringify({ started, machine: m, cold, best }, null, 1));
+  writeFileSync(join(cache, 'last-run-m18.json'), JSON.stringify({ started, machine: m, cold, best, loads }, null, 1));
   if (opts.write !== false) {
     const file = join(root, 'BENCHMARKS.md');
     writeFileSync(file, withM18Section(existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n', section));
