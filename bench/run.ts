@@ -147,6 +147,15 @@ function currentM18Section(): string {
   return a >= 0 && b > a ? md.slice(a, b + M18_END.length) + '\n' : '';
 }
 
+/** " (avx512f, avx512_vnni, avx_vnni)": the instruction sets onnxruntime's kernels pick from, as /proc/cpuinfo lists them. */
+function cpuFlags(): string {
+  try {
+    const flags = new Set(readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1]?.trim().split(/\s+/) ?? []);
+    const have = ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_tile'].filter((f) => flags.has(f));
+    return have.length ? ` (${have.join(', ')})` : '';
+  } catch { return ''; }
+}
+
 /** Whether this python's torch calls OpenBLAS (Debian's reference BLAS is ~50x slower: no fair baseline). */
 function torchHasOpenBlas(python: string): boolean {
   const r = spawnSync(python, ['-c', 'import torch; torch.ones(64, 64) @ torch.ones(64, 64); import os;'
@@ -247,7 +256,7 @@ async function runM18() {
   const section = [
     '## AltCLIP-m18 (ViT-H/14 + XLM-R large), full size',
     '',
-    `Run ${started.toISOString().replace(/\.\d+Z$/, 'Z')} with \`npm run bench -- ${process.argv.slice(2).join(' ')}\` on **${m.cpu}**, ${m.cores} CPU(s); Node ${process.version}.`,
+    `Run ${started.toISOString().replace(/\.\d+Z$/, 'Z')} with \`npm run bench -- ${process.argv.slice(2).join(' ')}\` on **${m.cpu}**${cpuFlags()}, ${m.cores} CPU(s); Node ${process.version}.`,
     `**The machine was shared** with other helpers' builds, tests and benchmarks during this run (load average ${load0.toFixed(2)} at the start,`
       + ` ${load1.toFixed(2)} at the end, on ${m.cores} CPUs): absolute times are inflated and noisy; the m18 / AltCLIP ratios compare`
       + ' processes that alternated (AltCLIP, m18, AltCLIP, m18, ...) so that a slow phase falls on both.',
