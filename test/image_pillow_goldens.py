@@ -192,6 +192,10 @@ for ct, depths in PNG_TYPES.items():
 # a PLTE with fewer entries than 2^depth (all indices inside it)
 files["png_palette8_short_plte"] = (png(W, H, 8, 3, seq(W * H, 40), plte=seq(3 * 40, 256, add=9)), "png")
 # colour chunks Pillow does not apply: gAMA, cHRM, sRGB, sBIT (stored values are used as they are)
+# indices past the PLTE entries (and no PLTE at all): Pillow's palette is a gray ramp there
+files["png_palette4_index_past_plte"] = (png(W, H, 4, 3, seq(W * H, 16, add=4), plte=seq(3 * 5, 256, add=2)), "png")
+files["png_palette8_index_past_plte_trns"] = (png(W, H, 8, 3, seq(W * H, 256, add=8), plte=seq(3 * 100, 256, add=3), trns=seq(60, 256)), "png")
+files["png_palette2_no_plte"] = (png(W, H, 2, 3, seq(W * H, 4, add=2)), "png")
 files["png_rgb8_gama_chrm_sbit"] = (png(W, H, 8, 2, seq(W * H * 3, 256, add=3), extra_chunks=[
     (b"gAMA", struct.pack(">I", 100000)),
     (b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)),

@@ -12,6 +12,7 @@
 //   grayscale (colour type 0), which opens as mode "I" and whose convert("RGB") clips to 0..255
 //   (i2rgb) — also with a tRNS chunk, which Pillow keeps as info["transparency"] while libspng adds
 //   an alpha channel: only the IHDR colour type tells it from gray + alpha (colour type 4),
+// - palette PNG: an index past the PLTE entries shows Pillow's gray ramp (i, i, i), not black,
 // - CMYK JPEG: Pillow's naive cmyk2rgb, no profile,
 // - GIF transparency: the transparent index keeps its palette colour (mode P).
 import * as fs from 'node:fs/promises';
@@ -63,6 +64,7 @@ export async function decodeImage(bytes: Uint8Array, name: string, options: Imag
   if (format === null) throw new Error(`${name}: not a recognised image (supported formats: ${SUPPORTED})`);
   if (typeof format === 'object') throw new Error(`${name}: unsupported image format ${format.unsupported} (supported: ${SUPPORTED})`);
   if (format === 'BMP') return decodeBmp(bytes, name, maxPixels);
+  if (format === 'PNG') bytes = withFullPalette(bytes);
 
   const open = (headerOnly = false) =>
     sharp(bytes, {
@@ -144,6 +146,59 @@ function headerInfo(b: Uint8Array, format: Format): HeaderInfo | null {
     }
   }
   return null;
+}
+
+/**
+ * A palette PNG whose PLTE has fewer than 2^depth entries (or none) gets them completed with
+ * (i, i, i): Pillow's palette starts as that gray ramp (ImagingPaletteNew) and PLTE overwrites the
+ * first entries, so an index past PLTE shows gray i, where libspng gives black. Other files are
+ * returned as they are.
+ */
+function withFullPalette(b: Uint8Array): Uint8Array {
+  if (b.length < 33 || !ascii(b, 12, 'IHDR') || b[25] !== 3 || b[24] > 8) return b;
+  const entries = 1 << b[24];
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let p = 8;
+  let plte: { start: number; end: number; n: number } | null = null;
+  let firstIdat = -1;
+  while (p + 12 <= b.length) {
+    const len = dv.getUint32(p);
+    if (p + 12 + len > b.length) return b; // truncated: let the decoder report it
+    if (ascii(b, p + 4, 'PLTE')) plte = { start: p, end: p + 12 + len, n: Math.floor(len / 3) };
+    if (ascii(b, p + 4, 'IDAT')) {
+      firstIdat = p;
+      break;
+    }
+    p += 12 + len;
+  }
+  if (firstIdat < 0 || (plte && plte.n >= entries)) return b;
+  const data = new Uint8Array(entries * 3);
+  if (plte) data.set(b.subarray(plte.start + 8, plte.start + 8 + plte.n * 3));
+  for (let i = plte?.n ?? 0; i < entries; i++) data[i * 3] = data[i * 3 + 1] = data[i * 3 + 2] = i;
+  const chunk = new Uint8Array(12 + data.length);
+  const cv = new DataView(chunk.buffer);
+  cv.setUint32(0, data.length);
+  chunk.set([0x50, 0x4c, 0x54, 0x45], 4); // "PLTE"
+  chunk.set(data, 8);
+  cv.setUint32(8 + data.length, crc32(chunk.subarray(4, 8 + data.length)));
+  // PLTE goes where it was, or (absent) right before the first IDAT
+  const [cut, resume] = plte ? [plte.start, plte.end] : [firstIdat, firstIdat];
+  return Buffer.concat([b.subarray(0, cut), chunk, b.subarray(resume)]);
+}
+
+let crcTable: Uint32Array | null = null;
+function crc32(bytes: Uint8Array): number {
+  if (!crcTable) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let c = 0xffffffff;
+  for (const x of bytes) c = crcTable[(c ^ x) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
 }
 
 async function metadataInfo(img: Sharp): Promise<HeaderInfo> {
