@@ -14,6 +14,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { CLIPImageProcessor, convertToRGB, loadImage, resize, setResampleBackend, type RawImage, type Resample } from '../src/image/index.js';
+import { RESAMPLE_WASM } from '../src/image/resample_wasm.js';
+import { assembleResampleWasm } from '../scripts/build-wasm.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const G = JSON.parse(fs.readFileSync(path.join(here, 'image_pillow_goldens.json'), 'utf8')) as {
@@ -122,4 +124,8 @@ test('after an image too large to keep wasm memory for, the next instance gives 
   assert.equal(sha256(a.data as Uint8Array), sha256(b.data as Uint8Array));
   const c = G.resize.find((r) => r.filter === 'lanczos' && r.channels === 3)!;
   assert.equal(sha256(resize(synth(c.width, c.height, 3), c.to[0], c.to[1], 'lanczos').data as Uint8Array), c.sha256);
+});
+
+test('the shipped resample_wasm.ts is what scripts/build-wasm.ts assembles from resample.wat', async () => {
+  assert.equal(Buffer.from(await assembleResampleWasm()).toString('base64'), RESAMPLE_WASM);
 });

@@ -18,6 +18,7 @@
 import * as fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import sharp, { type Sharp } from 'sharp';
+import { crc32 } from '../weights/zip.js';
 import { decodeBmp } from './bmp.js';
 import type { ImageInput, RawImage } from './types.js';
 
@@ -184,21 +185,6 @@ function withFullPalette(b: Uint8Array): Uint8Array {
   // PLTE goes where it was, or (absent) right before the first IDAT
   const [cut, resume] = plte ? [plte.start, plte.end] : [firstIdat, firstIdat];
   return Buffer.concat([b.subarray(0, cut), chunk, b.subarray(resume)]);
-}
-
-let crcTable: Uint32Array | null = null;
-function crc32(bytes: Uint8Array): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let c = 0xffffffff;
-  for (const x of bytes) c = crcTable[(c ^ x) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 async function metadataInfo(img: Sharp): Promise<HeaderInfo> {
