@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { CLIPImageProcessor, convertToRGB, loadImage, resize, setResampleBackend, type RawImage, type Resample } from '../src/image/index.js';
+import { CLIPImageProcessor, convertToRGB, decodeImage, loadImage, resize, setResampleBackend, type RawImage, type Resample } from '../src/image/index.js';
 import { RESAMPLE_WASM } from '../src/image/resample_wasm.js';
 import { assembleResampleWasm } from '../scripts/build-wasm.js';
 
@@ -26,6 +26,7 @@ const G = JSON.parse(fs.readFileSync(path.join(here, 'image_pillow_goldens.json'
     rgb_sha256: string; center_cropped_sha256: string; pixel_values_sha256: string;
   }[];
   refused: { name: string; file: string; pillow_error: string; error_pattern: string }[];
+  rle_fuzz: { base: string; edits: [number, number][]; truncate: number | null; rgb_sha256?: string; pillow_error?: string }[];
 };
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -112,6 +113,31 @@ test('files Pillow refuses (truncated or malformed RLE, unsupported layouts) are
     else if (!got.startsWith(`${file}: `) || !new RegExp(c.error_pattern).test(got)) failures.push(`${c.name}: "${got}" (want /${c.error_pattern}/ naming the file)`);
   }
   assert.deepEqual(failures, []);
+});
+
+test('RLE streams with random damage: the same pixels as Pillow where it decodes them, a clear error where it does not', async () => {
+  const failures: string[] = [];
+  let decoded = 0;
+  for (const [i, c] of G.rle_fuzz.entries()) {
+    const base = G.decode.find((d) => d.name === c.base)!;
+    const bytes = new Uint8Array(fs.readFileSync(path.join(here, base.file)));
+    for (const [pos, val] of c.edits) bytes[pos] = val;
+    const name = `<fuzz ${i}: ${c.base}>`;
+    const got = await decodeImage(c.truncate === null ? bytes : bytes.subarray(0, c.truncate), name).then(convertToRGB, (e: Error) => e);
+    if (got instanceof Error) {
+      if (c.rgb_sha256) failures.push(`${name}: refused (${got.message}) but Pillow decodes it`);
+      else if (!got.message.startsWith(`${name}: invalid or unsupported BMP (`)) failures.push(`${name}: unclear error ${got.message}`);
+    } else if (!c.rgb_sha256) {
+      failures.push(`${name}: decoded but Pillow refuses it (${c.pillow_error})`);
+    } else if (sha256(got.data as Uint8Array) !== c.rgb_sha256) {
+      failures.push(`${name}: pixels differ from Pillow`);
+    } else {
+      decoded++;
+    }
+  }
+  assert.deepEqual(failures, []);
+  console.log(`${G.rle_fuzz.length} damaged RLE files: ${decoded} decoded as Pillow does, ${G.rle_fuzz.length - decoded} refused as Pillow does`);
+  assert.ok(decoded >= 20 && G.rle_fuzz.length - decoded >= 20, 'the fuzz cases cover both outcomes');
 });
 
 test('after an image too large to keep wasm memory for, the next instance gives the same bytes', () => {

@@ -19,6 +19,8 @@ deterministic for a given version), so re-running it reproduces the committed fi
   transformers is not installed here: clip_process() below is its arithmetic as described in
   test/fixtures/README.md, and this script first checks that it reproduces every pixel_values golden
   of test/fixtures/image_processor/pixel_values.safetensors bit for bit.
+- "rle_fuzz": random byte edits / truncations of the RLE data of a few BMPs, each with Pillow's RGB sha256
+  or its error; the decoder must give the same pixels or refuse.
 - "refused": files Pillow 9.4 refuses to decode (truncated or malformed RLE streams, layouts it does
   not support), with Pillow's error; the decoder must refuse them too, with an error matching
   "error_pattern" (a regex over our message, which also names the file).
@@ -376,6 +378,9 @@ files["bmp_rle8_run_overflow"] = (bmp(4, 2, 8, bytes([6, 3, 2, 9, 0, 0, 4, 5, 0,
 files["bmp_rle8_absolute_overflow"] = (bmp(4, 2, 8, bytes([0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0, 1]), 1, palette=pal16, colors_used=16), "bmp")
 # an end of line at the start of a row does nothing in Pillow 9.4 (it pads to the next row boundary)
 files["bmp_rle8_double_eol"] = (bmp(4, 3, 8, bytes([4, 1, 0, 0, 0, 0, 4, 2, 0, 0, 4, 3, 0, 0, 0, 1]), 1, palette=pal16, colors_used=16), "bmp")
+# pixel data at an odd file offset: Pillow aligns after an absolute run by the file position, not by
+# the position in the RLE data (so this stream has no pad byte after its 3-pixel absolute run)
+files["bmp_rle8_odd_offset"] = (bmp(4, 2, 8, bytes([0, 0, 3, 5, 6, 7, 1, 8, 0, 0, 4, 9, 0, 1]), 1, palette=pal16, colors_used=16, offset=14 + 40 + 64 + 1), "bmp")
 # more data than pixels: the rest is ignored
 files["bmp_rle8_extra_data"] = (bmp(4, 1, 8, bytes([4, 3, 0, 0, 4, 9, 0, 0, 0, 1]), 1, palette=pal16, colors_used=16), "bmp")
 # RLE8 with a 4-bit header (index bytes used as they are), RLE4 with an 8-bit header
@@ -434,6 +439,39 @@ files["bmp_pillow_palette8"] = (save(pal, "BMP"), "bmp")
 files["bmp_pillow_1bit"] = (save(photo.convert("1"), "BMP"), "bmp")
 
 
+# ---------------------------------------------------------------- RLE streams with random damage
+def rle_fuzz_cases(n_per_file=60, seed=20240):
+    """Random edits of the RLE data of a few files (bytes biased towards the escape codes 0, 1, 2, and
+    truncations), each with Pillow's answer: the RGB sha256, or its error. The decoder must agree on
+    every one: the same pixels, or a refusal."""
+    import random
+    rng = random.Random(seed)
+    cases = []
+    for base in ["bmp_rle8", "bmp_rle8_noisy", "bmp_rle4", "bmp_rle4_odd_literals", "bmp_rle8_delta", "bmp_rle4_delta",
+                 "bmp_rle8_odd_offset"]:
+        data = files[base][0]
+        start = struct.unpack("<I", data[10:14])[0]
+        for _ in range(n_per_file):
+            edits = []
+            for _ in range(rng.randint(1, 4)):
+                pos = rng.randrange(start, len(data))
+                val = rng.choice([0, 0, 1, 2, rng.randrange(256), rng.randrange(16), 255])
+                edits.append([pos, val])
+            truncate = rng.randrange(start, len(data)) if rng.random() < 0.25 else None
+            b = bytearray(data)
+            for pos, val in edits:
+                b[pos] = val
+            if truncate is not None:
+                b = b[:truncate]
+            case = {"base": base, "edits": edits, "truncate": truncate}
+            try:
+                case["rgb_sha256"] = sha(np.array(Image.open(BytesIO(bytes(b))).convert("RGB")))
+            except Exception as e:  # noqa: BLE001 - recorded as Pillow's answer
+                case["pillow_error"] = "%s: %s" % (type(e).__name__, e)
+            cases.append(case)
+    return cases
+
+
 # ---------------------------------------------------------------- write files and goldens
 def main():
     n_checked = check_clip_process()
@@ -473,11 +511,14 @@ def main():
         # row layout the raw decoder refuses is then read as overlapping rows (bmp_4bit_gray_palette).
         assert case["pillow_error"] is not None, "Pillow decodes %s" % name
         refused_cases.append(case)
+    fuzz = rle_fuzz_cases()
     json.dump({"pillow": PIL.__version__, "numpy": np.__version__,
                "clip_process_checked_on_fixture_images": n_checked,
-               "resize": resize_cases, "decode": decode_cases, "refused": refused_cases},
+               "resize": resize_cases, "decode": decode_cases, "refused": refused_cases,
+               "rle_fuzz": fuzz},
               open(os.path.join(HERE, "image_pillow_goldens.json"), "w"), indent=1)
-    print(len(resize_cases), "resize cases,", len(decode_cases), "decode cases,", len(refused_cases), "refused cases")
+    print(len(resize_cases), "resize cases,", len(decode_cases), "decode cases,", len(refused_cases), "refused cases,",
+          len(fuzz), "RLE fuzz cases (%d decoded by Pillow)" % sum("rgb_sha256" in c for c in fuzz))
 
 
 main()
