@@ -129,9 +129,9 @@ export function decodeBmp(buf: Uint8Array, name: string, maxPixels: number): Raw
   }
 
   const channels = mode.kind === 'bilevel' || mode.kind === 'gray' ? 1 : mode.kind === 'bytes' && mode.a !== undefined ? 4 : 3;
-  const out = new Uint8Array(width * height * channels);
   if (rle) {
     const indices = decodeRle(buf, offset, width, height, compression === RLE4, fail);
+    const out = new Uint8Array(width * height * channels);
     // set_as_raw(data, ("P" or "L", 0, direction)): 8-bit rows, bottom-up unless top-down
     for (let y = 0; y < height; y++) {
       const src = (topDown ? y : height - 1 - y) * width;
@@ -149,6 +149,7 @@ export function decodeBmp(buf: Uint8Array, name: string, maxPixels: number): Raw
   const rowBytes = Math.ceil((width * rawBits(mode)) / 8);
   if (stride < rowBytes) fail(`${bits}-bit pixels with a gray palette: Pillow reads them as 8-bit "L" rows, longer than the file's rows`);
   if (offset + stride * (height - 1) + rowBytes > buf.length) fail('truncated pixel data');
+  const out = new Uint8Array(width * height * channels);
   for (let y = 0; y < height; y++) {
     const row = offset + (topDown ? y : height - 1 - y) * stride;
     let o = y * width * channels;
@@ -206,12 +207,22 @@ export function decodeBmp(buf: Uint8Array, name: string, maxPixels: number): Raw
  */
 function decodeRle(buf: Uint8Array, start: number, width: number, height: number, rle4: boolean, fail: (why: string) => never): Uint8Array {
   const total = width * height;
-  const data = new Uint8Array(total); // zero-filled: skipped pixels are index 0
+  // Zero-filled (skipped pixels are index 0) and grown as pixels come, like Pillow's bytearray, so a
+  // small file claiming a huge size fails without first taking memory for all of it.
+  let data = new Uint8Array(Math.min(total, 1 << 16));
+  const grow = (size: number) => {
+    const bigger = new Uint8Array(Math.min(total, Math.max(size, data.length * 2)));
+    bigger.set(data);
+    data = bigger;
+  };
   let n = 0; // len(data) in Pillow: the next pixel's index in stored order
   let x = 0; // Pillow's column counter (not always n % width)
   let p = start;
   const push = (v: number) => {
-    if (n < total) data[n] = v;
+    if (n < total) {
+      if (n >= data.length) grow(n + 1);
+      data[n] = v;
+    }
     n++;
   };
   while (n < total) {
@@ -254,6 +265,7 @@ function decodeRle(buf: Uint8Array, start: number, width: number, height: number
       if (p % 2 !== 0) p++; // align to a 16-bit word of the file
     }
   }
-  if (n < total) fail(`RLE data ends before the last pixel (${Math.min(n, total)} of ${total} pixels)`);
+  if (n < total) fail(`RLE data ends before the last pixel (${n} of ${total} pixels)`);
+  if (data.length < total) grow(total);
   return data;
 }
