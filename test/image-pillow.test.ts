@@ -3,7 +3,8 @@
 // modes the fixtures lack: every PNG colour type x bit depth with and without tRNS (and interlaced),
 // every BMP bit depth / compression (BI_RGB, BI_BITFIELDS, BI_RLE8, BI_RLE4) / header Pillow reads,
 // JPEG subsampling/progressive/gray/CMYK, WebP, GIF — each decoded and run through
-// CLIPImageProcessor — and the malformed files Pillow refuses. Goldens: test/image_pillow_goldens.json
+// CLIPImageProcessor — the malformed files Pillow refuses, and randomly damaged RLE streams (the same
+// pixels where Pillow decodes them, a refusal where it does not). Goldens: test/image_pillow_goldens.json
 // and the inputs in test/fixtures/image_formats/, both made by image_pillow_goldens.py with Debian's
 // Pillow 9.4.0 and CLIPImageProcessor's arithmetic (checked there against the shared pixel goldens).
 import { test } from 'node:test';
