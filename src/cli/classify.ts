@@ -1,7 +1,7 @@
 // altclip classify <image...> --labels <label...>
 import { Command } from 'commander';
 import { embedImageMatrix } from '../tasks/embeddings.js';
-import { splitRows, stackRows } from '../tasks/math.js';
+import { splitRows, stackRows } from '../math.js';
 import { logitScale } from '../tasks/similarity.js';
 import { DEFAULT_HYPOTHESIS_TEMPLATE, type LabelScore, labelEmbeddings, scoreLabels } from '../tasks/zero-shot.js';
 import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { embedImageMatrix, embedTextMatrix } from '../tasks/embeddings.js';
-import { type Matrix, splitRows, stackRows } from '../tasks/math.js';
+import { type Matrix, splitRows, stackRows } from '../math.js';
 import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';
 import { expandImages, readTextsFile } from './inputs.js';
 import { NpyAppender } from './npy.js';

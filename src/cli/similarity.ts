@@ -1,7 +1,7 @@
 // altclip similarity --images <...> --texts <...>
 import { Command } from 'commander';
 import { embedImageMatrix, embedTextMatrix } from '../tasks/embeddings.js';
-import { matmulTransposed, splitRows, stackRows } from '../tasks/math.js';
+import { matmulTransposed, splitRows, stackRows } from '../math.js';
 import { logitScale } from '../tasks/similarity.js';
 import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';
 import { expandImages, readTextsFile } from './inputs.js';

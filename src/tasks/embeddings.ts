@@ -1,7 +1,7 @@
 // Image and text embeddings in batches: the projections of get_image_features / get_text_features,
 // L2-normalised by default (= AltCLIPModel.forward's image_embeds / text_embeds).
 import { Tensor } from '../tensor.js';
-import { type Matrix, normalizeRows } from './math.js';
+import { type Matrix, normalizeRows } from '../math.js';
 import { type AltCLIPParts, type BatchOptions, DEFAULT_BATCH_SIZE, type ImageInput } from './types.js';
 
 export interface EmbedOptions extends BatchOptions {

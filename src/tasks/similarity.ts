@@ -1,7 +1,7 @@
 // Image-text similarity: cosine of the normalised embeddings, and the model's logits
 // (logits_per_image = exp(logit_scale) * cosine, as AltCLIPModel.forward computes them).
 import { embedImageMatrix, embedTextMatrix, toMatrix } from './embeddings.js';
-import { matmulTransposed, row } from './math.js';
+import { matmulTransposed, row } from '../math.js';
 import type { AltCLIPParts, BatchOptions, ImageInput, TaskModel } from './types.js';
 
 export interface SimilarityResult {
