@@ -20,6 +20,16 @@ export interface ReplaceOptions {
   keepExisting?: boolean;
 }
 
+/** Renames the finished temporary into place (see ReplaceOptions.keepExisting). */
+function commit(tmp: string, file: string, options: ReplaceOptions): void {
+  try {
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (!(options.keepExisting && (code === 'ENOTEMPTY' || code === 'EEXIST') && fs.existsSync(file))) throw e;
+  }
+}
+
 /**
  * Makes `file` (a file, link or folder) appear whole: `create(tmp)` makes it under a temporary name
  * beside `file`, which is then renamed into place; on any failure the temporary is removed.
@@ -28,12 +38,20 @@ export function replaceAtomically<T>(file: string, create: (tmp: string) => T, o
   const tmp = tempPath(file);
   try {
     const result = create(tmp);
-    try {
-      fs.renameSync(tmp, file);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (!(options.keepExisting && (code === 'ENOTEMPTY' || code === 'EEXIST') && fs.existsSync(file))) throw e;
-    }
+    commit(tmp, file, options);
+    return result;
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** replaceAtomically for a `create` that works asynchronously. */
+export async function replaceAtomicallyAsync<T>(file: string, create: (tmp: string) => Promise<T>,
+  options: ReplaceOptions = {}): Promise<T> {
+  const tmp = tempPath(file);
+  try {
+    const result = await create(tmp);
+    commit(tmp, file, options);
     return result;
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -6,7 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { AltCLIPModel, AltCLIPTextModel, AltCLIPVisionModel, interpolatePositionEmbeddings, lengthGroups } from '../src/models/altclip.js';
+import { AltCLIPModel, AltCLIPTextModel, AltCLIPVisionModel, interpolatePositionEmbeddings } from '../src/models/altclip.js';
+import { lengthGroups } from '../src/models/batching.js';
 import { Tensor } from '../src/tensor.js';
 import { assertClose, FIXTURES, Goldens, printDiffTable, rows } from './helpers/goldens.js';
 
