@@ -67,7 +67,7 @@ const TEXT_POOLER = /(^|\.)roberta\.pooler\./;
  */
 function checkAllUsed(weights: Weights, graphs: GraphBuilder[], scope: string, extraUsed: string[], problems: string[],
   source: string, className: string): void {
-  const used = new Set([...extraUsed, ...graphs.flatMap((g) => [...g.initializers.keys(), ...g.quantized])]);
+  const used = new Set([...extraUsed, ...graphs.flatMap((g) => [...g.requested])]);
   const unused = [...weights.tensors.values()].filter((r) => !used.has(r.name) && !BUFFERS.test(r.name)
     && (!scope || r.name.startsWith(`${scope}.`)));
   const pooler = unused.filter((r) => TEXT_POOLER.test(r.name));

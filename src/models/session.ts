@@ -66,6 +66,8 @@ class SessionThread {
   private stopped?: Error;
 
   constructor(label: string) {
+    liveThreads++;
+    this.worker.once('exit', () => liveThreads--);
     this.worker.unref();
     this.worker.on('message', (m: { id: number; result?: unknown; error?: { message: string; stack?: string } }) => {
       const p = this.pending.get(m.id);
@@ -102,6 +104,10 @@ class SessionThread {
     if (this.pending.size === 0) this.worker.unref();
   }
 }
+
+let liveThreads = 0;
+/** Session threads started and not yet ended (diagnostics; the tests watch it). */
+export const sessionThreadCount = (): number => liveThreads;
 
 /** Ends the thread of a session that was dropped without release() (its memory goes with it). */
 const orphans = new FinalizationRegistry<Worker>((worker) => void worker.terminate());

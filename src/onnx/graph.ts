@@ -42,6 +42,8 @@ export class GraphBuilder {
   readonly outputs: ValueInfo[] = [];
   /** Missing or mis-shaped weights, reported together once the graph is built. */
   readonly problems: string[] = [];
+  /** Every checkpoint tensor the graph asked for, found or not (what is left of a checkpoint is unused). */
+  readonly requested = new Set<string>();
   /** Checkpoint weights the graph uses in int8 (quantizedWeight): their int8 tensors come from addQuantized. */
   readonly quantized = new Set<string>();
   private counter = 0;
@@ -89,6 +91,7 @@ export class GraphBuilder {
 
   /** `name` checked against `shape` (a problem is recorded when it is missing, mis-shaped or of an unusable dtype). */
   private checked(name: string, shape: number[]): TensorRef | undefined {
+    this.requested.add(name);
     const ref = this.weights.get(name);
     if (!ref) {
       this.problems.push(`missing weight ${name} (expected shape [${shape}])`);
