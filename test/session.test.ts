@@ -12,6 +12,7 @@ import { after, describe, it } from 'node:test';
 
 import { ensureCheckpoint } from '../bench/generate_checkpoint.js';
 import { AltCLIPModel, AltCLIPTextModel, AltCLIPVisionModel } from '../src/models/altclip.js';
+import { type CacheEntry, freedBytes, listCache } from '../src/models/graph_cache.js';
 import { sessionThreadCount } from '../src/models/session.js';
 import { Tensor } from '../src/tensor.js';
 import { readTensorBytes, openSafetensors, type TensorRef } from '../src/weights/index.js';
@@ -369,6 +370,66 @@ describe('sessions and graph files', () => {
       assert.deepEqual(JSON.parse(r.stdout.trim()).sort(), ['a cat', 'a dog']);
     });
   }
+
+  it('cache list / prune: entries of a deleted or replaced model are stale and pruned; current ones stay (library and CLI)', async () => {
+    const cache = path.join(tmp, 'cache-prune');
+    const a = checkpointWith('prune-a', (ref, bytes) => ({ ref, bytes }));
+    const b = checkpointWith('prune-b', (ref, bytes) => ({ ref, bytes }));
+    for (const dir of [a, b]) {
+      for (const dtype of ['fp32', 'q8'] as const) await (await AltCLIPModel.fromPretrained(dir, { graphCacheDir: cache, dtype })).dispose();
+    }
+    const kinds = (entries: CacheEntry[]) => entries.map((e) => e.kind).sort().join(',');
+    const all = listCache(cache);
+    // per checkpoint: text, vision, text-q8, vision-q8 graphs and one q8 file per tower
+    assert.equal(kinds(all), `${'graph,'.repeat(8)}q8,q8,q8,q8`);
+    assert.ok(all.every((e) => e.stale === null), JSON.stringify(all.filter((e) => e.stale)));
+    const weightsA = path.join(a, 'model.safetensors');
+    assert.ok(all.filter((e) => e.kind === 'graph').every((e) => e.sources.includes(weightsA) || e.sources.includes(path.join(b, 'model.safetensors'))
+      || e.sources.some((f) => f.includes(`${path.sep}q8${path.sep}`))));
+    // a killed writer's temporary, an hour old
+    const leftover = path.join(cache, 'graphs', `text-x.${'0'.repeat(8)}-0000-0000-0000-${'0'.repeat(12)}.tmp`);
+    fs.mkdirSync(leftover);
+    fs.utimesSync(leftover, new Date(Date.now() - 7_200_000), new Date(Date.now() - 7_200_000));
+
+    // model A replaced by a new download (a new file at the same path), its old bytes only in the cache
+    const bytes = fs.readFileSync(weightsA);
+    fs.rmSync(weightsA);
+    fs.writeFileSync(weightsA, bytes);
+    const listed = listCache(cache);
+    const stale = listed.filter((e) => e.stale);
+    // A's 4 graphs and 2 q8 files (q8 graphs also name the q8 file they link), and the temporary
+    assert.equal(kinds(stale), 'graph,graph,graph,graph,q8,q8,temporary', JSON.stringify(stale.map((e) => [e.path, e.stale])));
+    assert.ok(stale.filter((e) => e.kind !== 'temporary').every((e) => /source .* has changed/.test(e.stale!)));
+    // the old weights are held by the cache's hard links only now: pruning frees them (counted once)
+    const graphBytes = stale.filter((e) => e.kind === 'graph').map((e) => e.bytes);
+    assert.ok(graphBytes.every((n) => n >= bytes.length), `${graphBytes}`);
+    const freed = freedBytes(stale);
+    assert.ok(freed >= bytes.length && freed < 2 * bytes.length + stale.reduce((n, e) => n + (e.kind === 'graph' ? 0 : e.bytes), 0) + 1_000_000, `${freed}`);
+    assert.ok(listed.filter((e) => !e.stale && e.kind === 'graph').every((e) => e.bytes < bytes.length), 'current entries share the weights with the checkpoint');
+
+    // the CLI: list as JSON, prune --dry-run deletes nothing, prune deletes exactly the stale entries
+    const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.resolve('src/cli/main.ts'), 'cache', ...args, '--cache-dir', cache],
+      { encoding: 'utf8', timeout: 60_000 });
+    const list = cli('list', '--json');
+    assert.equal(list.status, 0, list.stderr);
+    assert.deepEqual(JSON.parse(list.stdout).entries.map((e: CacheEntry) => [e.path, e.stale !== null]), listed.map((e) => [e.path, e.stale !== null]));
+    const dry = cli('prune', '--dry-run');
+    assert.equal(dry.status, 0, dry.stderr);
+    assert.match(dry.stdout, /would remove 7 stale entries/);
+    assert.equal(listCache(cache).length, listed.length);
+    const prune = cli('prune');
+    assert.equal(prune.status, 0, prune.stderr);
+    assert.match(prune.stdout, /removed 7 stale entries/);
+    const left = listCache(cache);
+    assert.deepEqual(left.map((e) => e.path), listed.filter((e) => !e.stale).map((e) => e.path));
+    assert.ok(left.every((e) => e.stale === null));
+    assert.ok(fs.readdirSync(path.join(cache, 'q8')).every((f) => left.some((e) => e.path === path.join(cache, 'q8', f.replace(/\.json$/, '.safetensors')))),
+      'q8 manifests go with their files');
+    // B still loads from its entries (nothing rebuilt: the graph files keep their mtime)
+    const mtimes = left.filter((e) => e.kind === 'graph').map((e) => fs.statSync(path.join(e.path, 'model.onnx')).mtimeMs);
+    await (await AltCLIPModel.fromPretrained(b, { graphCacheDir: cache })).dispose();
+    assert.deepEqual(left.filter((e) => e.kind === 'graph').map((e) => fs.statSync(path.join(e.path, 'model.onnx')).mtimeMs), mtimes);
+  });
 
   for (const dtype of ['F16', 'BF16'] as const) {
     it(`${dtype} checkpoints are computed in fp32 (same result as fp32 weights of the same values)`, async () => {

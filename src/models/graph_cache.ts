@@ -233,7 +233,11 @@ export interface CacheEntry {
   /** Absolute path of the entry (a folder under graphs/, a file under q8/, or a leftover temporary). */
   path: string;
   kind: 'graph' | 'q8' | 'temporary';
-  /** Bytes that deleting the entry frees (hard links the checkpoint still holds count nothing). */
+  /**
+   * Bytes the cache alone holds for this entry: hard links the checkpoint still shares count nothing,
+   * the old weights of a deleted / replaced model count in full (in each entry linking them: use
+   * freedBytes() for a total).
+   */
   bytes: number;
   /** The checkpoint files it was made from. */
   sources: string[];
@@ -241,12 +245,22 @@ export interface CacheEntry {
   stale: string | null;
 }
 
-/** Bytes only this path holds: files with one link (a hard link the checkpoint shares is free). */
-function ownBytes(p: string): number {
+/** Every file under `p` (not following links) with its inode and size. */
+function filesUnder(p: string, out: { key: string; size: number; nlink: number }[] = []): { key: string; size: number; nlink: number }[] {
   const s = fs.lstatSync(p, { throwIfNoEntry: false });
-  if (!s) return 0;
-  if (s.isDirectory()) return fs.readdirSync(p).reduce((n, f) => n + ownBytes(path.join(p, f)), 0);
-  return s.nlink <= 1 ? s.size : 0;
+  if (s?.isDirectory()) for (const f of fs.readdirSync(p)) filesUnder(path.join(p, f), out);
+  else if (s) out.push({ key: `${s.dev}:${s.ino}`, size: s.size, nlink: s.nlink });
+  return out;
+}
+
+/** The bytes each entry's deletion would free (with listCache's link counts), kept off the public shape. */
+const owned = new WeakMap<CacheEntry, Map<string, number>>();
+
+/** Bytes that deleting all of `entries` frees (an inode shared by several entries counts once). */
+export function freedBytes(entries: CacheEntry[]): number {
+  const all = new Map<string, number>();
+  for (const e of entries) for (const [k, size] of owned.get(e) ?? []) all.set(k, size);
+  return [...all.values()].reduce((a, b) => a + b, 0);
 }
 
 function sourcesOf(manifestFile: string): string[] {
@@ -258,22 +272,22 @@ function sourcesOf(manifestFile: string): string[] {
 }
 
 /** A dead writer's temporary (older than an hour: a live writer finishes well before). */
-function leftover(dir: string, name: string): CacheEntry | null {
+function leftover(dir: string, name: string): Omit<CacheEntry, 'bytes'> | null {
   const p = path.join(dir, name);
   if (!(isTempPath(name) || name.endsWith('.tmp') || name.endsWith('.incomplete'))) return null;
   const age = Date.now() - (fs.lstatSync(p, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
-  return { path: p, kind: 'temporary', bytes: ownBytes(p), sources: [], stale: age > 3_600_000 ? 'a temporary left by a stopped writer' : null };
+  return { path: p, kind: 'temporary', sources: [], stale: age > 3_600_000 ? 'a temporary left by a stopped writer' : null };
 }
 
 /** Every entry of the cache folder `root` (default: defaultGraphCacheDir()). */
 export function listCache(root: string = defaultGraphCacheDir()): CacheEntry[] {
-  const entries: CacheEntry[] = [];
+  const found: (Omit<CacheEntry, 'bytes'> & { files: string[] })[] = [];
   const read = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
   const graphs = path.join(root, 'graphs');
   for (const name of read(graphs)) {
     const dir = path.join(graphs, name);
     const temp = leftover(graphs, name);
-    if (temp) { entries.push(temp); continue; }
+    if (temp) { found.push({ ...temp, files: [dir] }); continue; }
     if (!fs.statSync(dir).isDirectory()) continue;
     const manifest = path.join(dir, 'source.json');
     let stale = staleReason(manifest);
@@ -282,18 +296,27 @@ export function listCache(root: string = defaultGraphCacheDir()): CacheEntry[] {
       const links = fs.readdirSync(dir).filter((f) => f.startsWith('weights-'));
       stale = links.length && links.every((f) => fs.statSync(path.join(dir, f)).nlink > 1) ? null : stale;
     }
-    entries.push({ path: dir, kind: 'graph', bytes: ownBytes(dir), sources: sourcesOf(manifest), stale });
+    found.push({ path: dir, kind: 'graph', sources: sourcesOf(manifest), stale, files: [dir] });
   }
   const q8 = path.join(root, 'q8');
   for (const name of read(q8)) {
     const temp = leftover(q8, name);
-    if (temp) { entries.push(temp); continue; }
+    if (temp) { found.push({ ...temp, files: [temp.path] }); continue; }
     if (!name.endsWith('.safetensors')) continue;
     const file = path.join(q8, name);
     const manifest = file.replace(/\.safetensors$/, '.json');
-    entries.push({ path: file, kind: 'q8', bytes: ownBytes(file) + ownBytes(manifest), sources: sourcesOf(manifest), stale: staleReason(manifest) });
+    found.push({ path: file, kind: 'q8', sources: sourcesOf(manifest), stale: staleReason(manifest), files: [file, manifest] });
   }
-  return entries;
+  // an inode all of whose links are in the cache is the cache's alone: deleting its entries frees it
+  const perEntry = found.map((e) => e.files.flatMap((f) => filesUnder(f)));
+  const linksInCache = new Map<string, number>();
+  for (const f of perEntry.flat()) linksInCache.set(f.key, (linksInCache.get(f.key) ?? 0) + 1);
+  return found.map(({ files: _files, ...e }, i) => {
+    const own = new Map(perEntry[i]!.filter((f) => f.nlink <= linksInCache.get(f.key)!).map((f) => [f.key, f.size]));
+    const entry: CacheEntry = { ...e, bytes: [...own.values()].reduce((a, b) => a + b, 0) };
+    owned.set(entry, own);
+    return entry;
+  });
 }
 
 /** Removes the stale entries of `root` (see listCache); returns them. `dryRun`: only says which. */
