@@ -91,7 +91,10 @@ function checkWeights(towers: Tower[], weights: Weights, scope: string, extra: R
   for (const [name, shape] of Object.entries(extra)) {
     const ref = weights.tensors.get(name);
     if (!ref) problems.push(`missing weight ${name} (expected shape [${shape}])`);
-    else if (ref.shape.join() !== shape.join()) problems.push(`weight ${name} has shape [${ref.shape}], the config implies [${shape}]`);
+    // (a scalar such as logit_scale may be stored as [] or [1])
+    else if (ref.shape.reduce((a, b) => a * b, 1) !== shape.reduce((a, b) => a * b, 1)) {
+      problems.push(`weight ${name} has shape [${ref.shape}], the config implies [${shape}]`);
+    }
   }
   checkAllUsed(weights, graphs, scope, Object.keys(extra), problems, source, className);
   assertNoProblems(source, problems);

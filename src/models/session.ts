@@ -53,6 +53,10 @@ class LocalSession implements Session {
 interface WireTensor { type: ort.Tensor.Type; dims: readonly number[]; data: ort.Tensor.DataType }
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
+let liveThreads = 0;
+/** Session threads started and not yet ended (diagnostics; the tests watch it). */
+export const sessionThreadCount = (): number => liveThreads;
+
 /**
  * The worker thread that owns one session (session_thread.mjs), and its requests in flight. The
  * thread does not keep the process alive while it is idle. Its listeners reference only this
@@ -104,10 +108,6 @@ class SessionThread {
     if (this.pending.size === 0) this.worker.unref();
   }
 }
-
-let liveThreads = 0;
-/** Session threads started and not yet ended (diagnostics; the tests watch it). */
-export const sessionThreadCount = (): number => liveThreads;
 
 /** Ends the thread of a session that was dropped without release() (its memory goes with it). */
 const orphans = new FinalizationRegistry<Worker>((worker) => void worker.terminate());
