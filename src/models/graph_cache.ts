@@ -54,7 +54,7 @@ const warned = new Set<string>();
 function warnOnce(key: string, message: string): void {
   if (warned.has(key)) return;
   warned.add(key);
-  process.emitWarning(message);
+  process.emitWarning(message, 'AltCLIPWarning');
 }
 
 const isFsError = (e: unknown) => typeof (e as NodeJS.ErrnoException).code === 'string';
@@ -73,7 +73,7 @@ export function withCacheDir<T>(configured: string | undefined, what: string, us
     try {
       const result = use(root);
       if (result !== undefined) {
-        if (root !== primary) warnOnce(`${primary}>${root}`, `altclip: cannot use the cache folder ${primary} for ${what} (${reason}); using ${root} instead`);
+        if (root !== primary) warnOnce(`${primary}>${root}`, `cannot use the cache folder ${primary} for ${what} (${reason}); using ${root} instead`);
         return result;
       }
       reason ||= 'cannot hard-link the weights there (another file system?)';
@@ -82,7 +82,7 @@ export function withCacheDir<T>(configured: string | undefined, what: string, us
       reason ||= `${(e as NodeJS.ErrnoException).code}: ${(e as Error).message}`;
     }
   }
-  warnOnce(`${primary}>none`, `altclip: no writable cache folder for ${what} (${primary}: ${reason}); `
+  warnOnce(`${primary}>none`, `no writable cache folder for ${what} (${primary}: ${reason}); `
     + 'loading the weights into memory instead (uses more memory)');
   return undefined;
 }
@@ -178,7 +178,7 @@ async function prepackedSession(label: string, dir: string, model: string, opts:
       return await openSession(label, optimized, { ...opts, graphOptimizationLevel: 'disabled' }, options);
     } catch (e) {
       // a damaged copy (onnxruntime refuses it): made again below
-      process.emitWarning(`altclip: rebuilding ${packed}: ${(e as Error).message}`);
+      process.emitWarning(`rebuilding ${packed}: ${(e as Error).message}`, 'AltCLIPWarning');
       fs.rmSync(packed, { recursive: true, force: true });
     }
   }
