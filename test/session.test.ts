@@ -339,6 +339,18 @@ describe('sessions and graph files', () => {
     await text.dispose();
   });
 
+  it('parts: "text" checks and starts the text tower only (the vision weights are left alone)', async () => {
+    const dir = checkpointWith('text-part', (ref, bytes) => (ref.name === 'vision_model.post_layernorm.weight' ? null : { ref, bytes }));
+    const cache = path.join(tmp, 'cache-parts');
+    await assert.rejects(AltCLIPModel.fromPretrained(dir, { graphCacheDir: cache }), /missing weight vision_model\.post_layernorm\.weight/);
+    const before = sessionThreadCount();
+    const m = await AltCLIPModel.fromPretrained(dir, { graphCacheDir: cache, parts: 'text' });
+    assert.equal(sessionThreadCount(), before + 1, 'one session: the text tower');
+    assertClose(await m.getTextFeatures(inputs), goldens.get('single/get_text_features'), 1e-4, 'parts text/get_text_features');
+    await m.dispose();
+    await assert.rejects(AltCLIPModel.fromPretrained(dir, { graphCacheDir: cache, parts: 'texts' as 'text' }), /parts must be "text", "vision" or "both"/);
+  });
+
   it('threads far above the core count are refused with a clear message', async () => {
     const cores = os.availableParallelism();
     for (const threads of [1000, 4 * cores + 1]) {

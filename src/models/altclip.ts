@@ -20,6 +20,12 @@ export interface ModelOptions extends PretrainedOptions, SessionOptions {
    * activations quantized dynamically; see quantize.ts).
    */
   dtype?: 'fp32' | 'q8';
+  /**
+   * AltCLIPModel only: which towers to check and start at load (default "both"). With "text" (or
+   * "vision") the other tower's weights are neither checked nor quantized nor given a session; using
+   * it later builds it then.
+   */
+  parts?: 'text' | 'vision' | 'both';
 }
 
 export interface TowerOutput {
@@ -106,11 +112,19 @@ export class AltCLIPModel {
   private readonly text: TextTower;
   private readonly vision: VisionTower;
   private readonly logitScale: number;
+  /** The towers loaded up front (ModelOptions.parts). */
+  private readonly towers: Tower[];
 
   private constructor(readonly config: AltCLIPConfig, weights: Weights, options: ModelOptions, source: string) {
     this.text = new TextTower(config.textConfig, weights, options, source, 'text_model', config.projectionDim);
     this.vision = new VisionTower(config.visionConfig, weights, options, source, 'vision_model', config.projectionDim);
-    checkWeights([this.text.tower, this.vision.tower], weights, '', { logit_scale: [] }, source, 'AltCLIPModel');
+    const parts = options.parts ?? 'both';
+    if (parts !== 'both' && parts !== 'text' && parts !== 'vision') {
+      throw new Error(`parts must be "text", "vision" or "both", got ${JSON.stringify(parts)}`);
+    }
+    this.towers = parts === 'both' ? [this.text.tower, this.vision.tower] : [parts === 'text' ? this.text.tower : this.vision.tower];
+    // one tower: the other's weights (outside its prefix) are left alone
+    checkWeights(this.towers, weights, parts === 'both' ? '' : `${parts}_model`, { logit_scale: [] }, source, 'AltCLIPModel');
     this.logitScale = weights.readFloat32('logit_scale')[0]!;
   }
 
@@ -118,7 +132,7 @@ export class AltCLIPModel {
     const config = await AltCLIPConfig.fromPretrained(pathOrRepoId, options);
     const weights = await loadWeights(pathOrRepoId, options);
     const model = new AltCLIPModel(config, weights, options, pathOrRepoId);
-    await Promise.all([model.text.tower.session({ full: false }), model.vision.tower.session({ full: false })]);
+    await Promise.all(model.towers.map((t) => t.session({ full: false })));
     return model;
   }
 
