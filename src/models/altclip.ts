@@ -173,55 +173,53 @@ export class AltCLIPModel {
   }
 }
 
+/** What AltCLIPTextModel and AltCLIPVisionModel share: one tower, started at load. */
+abstract class OneTowerModel<Inputs> {
+  protected abstract readonly part: { tower: Tower; run(inputs: Inputs, flags: OutputFlags): Promise<[TowerOutput, unknown]> };
+
+  async forward(inputs: Inputs & OutputFlags): Promise<TowerOutput> {
+    return (await this.part.run(inputs, inputs))[0];
+  }
+
+  async dispose(): Promise<void> {
+    await this.part.tower.dispose();
+  }
+
+  protected static async started<M extends OneTowerModel<unknown>>(model: M): Promise<M> {
+    await model.part.tower.session({ full: false });
+    return model;
+  }
+}
+
 /** AltCLIPTextModel: the text tower alone, from its own folder or from a full AltCLIP checkpoint. */
-export class AltCLIPTextModel {
-  private readonly text: TextTower;
+export class AltCLIPTextModel extends OneTowerModel<TextInputs> {
+  protected readonly part: TextTower;
 
   private constructor(readonly config: AltCLIPTextConfig, weights: Weights, options: ModelOptions, source: string) {
+    super();
     const prefix = weights.tensors.has('text_model.roberta.embeddings.word_embeddings.weight') ? 'text_model' : '';
-    this.text = new TextTower(config, weights, options, source, prefix);
-    checkWeights([this.text.tower], weights, prefix, {}, source, 'AltCLIPTextModel');
+    this.part = new TextTower(config, weights, options, source, prefix);
+    checkWeights([this.part.tower], weights, prefix, {}, source, 'AltCLIPTextModel');
   }
 
   static async fromPretrained(pathOrRepoId: string, options: ModelOptions = {}): Promise<AltCLIPTextModel> {
     const config = await AltCLIPTextConfig.fromPretrained(pathOrRepoId, options);
-    const weights = await loadWeights(pathOrRepoId, options);
-    const model = new AltCLIPTextModel(config, weights, options, pathOrRepoId);
-    await model.text.tower.session({ full: false });
-    return model;
-  }
-
-  async forward(inputs: TextInputs & OutputFlags): Promise<TowerOutput> {
-    return (await this.text.run(inputs, inputs))[0];
-  }
-
-  async dispose(): Promise<void> {
-    await this.text.tower.dispose();
+    return OneTowerModel.started(new AltCLIPTextModel(config, await loadWeights(pathOrRepoId, options), options, pathOrRepoId));
   }
 }
 
 /** AltCLIPVisionModel: the vision tower alone (its checkpoint keys keep the vision_model. prefix). */
-export class AltCLIPVisionModel {
-  private readonly vision: VisionTower;
+export class AltCLIPVisionModel extends OneTowerModel<VisionInputs> {
+  protected readonly part: VisionTower;
 
   private constructor(readonly config: AltCLIPVisionConfig, weights: Weights, options: ModelOptions, source: string) {
-    this.vision = new VisionTower(config, weights, options, source, 'vision_model');
-    checkWeights([this.vision.tower], weights, 'vision_model', {}, source, 'AltCLIPVisionModel');
+    super();
+    this.part = new VisionTower(config, weights, options, source, 'vision_model');
+    checkWeights([this.part.tower], weights, 'vision_model', {}, source, 'AltCLIPVisionModel');
   }
 
   static async fromPretrained(pathOrRepoId: string, options: ModelOptions = {}): Promise<AltCLIPVisionModel> {
     const config = await AltCLIPVisionConfig.fromPretrained(pathOrRepoId, options);
-    const weights = await loadWeights(pathOrRepoId, options);
-    const model = new AltCLIPVisionModel(config, weights, options, pathOrRepoId);
-    await model.vision.tower.session({ full: false });
-    return model;
-  }
-
-  async forward(inputs: VisionInputs & OutputFlags): Promise<TowerOutput> {
-    return (await this.vision.run(inputs, inputs))[0];
-  }
-
-  async dispose(): Promise<void> {
-    await this.vision.tower.dispose();
+    return OneTowerModel.started(new AltCLIPVisionModel(config, await loadWeights(pathOrRepoId, options), options, pathOrRepoId));
   }
 }
