@@ -42,7 +42,7 @@ const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(
 
 async function workerIndex(): Promise<void> {
   const { ImageIndex } = await import('../src/search/index.js');
-  const { loadAltCLIP } = await import('../src/search/tasks_api.js');
+  const { loadAltCLIP } = await import('../src/tasks/pipeline.js');
   const list = fs.readFileSync(arg('list', ''), 'utf8').split('\n').filter(Boolean);
   const dtype = arg('dtype', 'fp32') as 'fp32' | 'q8';
   const model = arg('model', TINY);
