@@ -215,7 +215,7 @@ export class ImageIndex {
       const identity = identityOf(clip, this.store?.metadata, this.options);
       if (this.store) checkIdentity(this.dir, this.store.metadata, identity);
       else this.store = await ImageStore.open(this.dir, { create: newMetadata(identity), ann: this.options.ann });
-      return await this.apply(this.store, clip, found, scopes, missing, removeMissing, options);
+      return await this.apply(this.store, clip, found, scopes, missing, removeMissing, options, lock);
     } finally {
       await lock.release();
     }
@@ -223,7 +223,7 @@ export class ImageIndex {
 
   private async apply(
     store: ImageStore, clip: Parts, found: FileState[], scopes: string[], missingFiles: string[],
-    removeMissing: boolean, options: UpdateOptions,
+    removeMissing: boolean, options: UpdateOptions, lock: WriterLock,
   ): Promise<IndexUpdate> {
     const result: IndexUpdate = { added: 0, updated: 0, removed: 0, unchanged: 0, renamed: 0, skipped: [] };
     const stored = await store.files();
@@ -270,6 +270,7 @@ export class ImageIndex {
     //    one goes: a kill in between leaves the old path, which the next run removes as gone).
     const keep = [...touched.map((f) => ({ from: f, to: f })), ...renames];
     if (keep.length > 0) {
+      lock.check();
       const vectors = await store.vectors(keep.map((r) => r.from.path));
       await store.upsert(keep.flatMap(({ from, to }) => (vectors.has(from.path) ? [{ ...to, vector: vectors.get(from.path)! }] : [])));
       await store.delete(renames.map((r) => r.from.path));
@@ -290,6 +291,7 @@ export class ImageIndex {
     });
     for await (const batch of batches) {
       const rows: StoredRow[] = batch.indices.map((i, j) => ({ ...stripKind(toEmbed[i]!), vector: batch.embeddings[j]! }));
+      lock.check();
       await store.upsert(rows);
       for (const i of batch.indices) result[toEmbed[i]!.kind]++;
     }
@@ -297,6 +299,7 @@ export class ImageIndex {
     // 3. Rows of files that are gone, and of changed files that can no longer be read.
     const renamedFrom = new Set(renames.map((r) => r.from.path));
     const removed = gone.filter((r) => !renamedFrom.has(r.path)).map((r) => r.path);
+    lock.check();
     await store.delete([...removed, ...failed.filter((p) => stored.has(p))]);
     result.removed = removed.length;
     result.skipped.sort((a, b) => (a.input < b.input ? -1 : a.input > b.input ? 1 : 0));

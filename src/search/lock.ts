@@ -16,8 +16,6 @@ const OWNER_NAME = 'writer.lock.owner';
 export interface WriterLockOptions {
   /** How long to wait for another writer, in ms (default 0: refuse at once). */
   waitMs?: number;
-  /** Called once the lock is lost (e.g. its folder was removed); the writer should stop. */
-  onCompromised?: (err: Error) => void;
 }
 
 interface Owner {
@@ -32,7 +30,16 @@ export class IndexLockedError extends Error {
 }
 
 export class WriterLock {
-  private constructor(private readonly dir: string, private readonly releaseLock: () => Promise<void>) {}
+  /** Set when the lock was lost (its folder removed or not refreshed in time): the writer must stop. */
+  private lost?: Error;
+  private releaseLock: () => Promise<void> = async () => {};
+
+  private constructor(private readonly dir: string) {}
+
+  /** Throws if the lock was lost; writers call it before each commit. */
+  check(): void {
+    if (this.lost) throw new Error(`${this.dir}: lost the writer lock (${this.lost.message}); stopped before writing more`);
+  }
 
   static async acquire(dir: string, options: WriterLockOptions = {}): Promise<WriterLock> {
     const lockPath = path.join(dir, LOCK_NAME);
@@ -40,16 +47,19 @@ export class WriterLock {
     const deadline = Date.now() + (options.waitMs ?? 0);
     fs.mkdirSync(dir, { recursive: true });
     for (let attempt = 0; ; attempt++) {
+      const lock = new WriterLock(dir);
       try {
-        const release = await lockfile.lock(dir, {
+        lock.releaseLock = await lockfile.lock(dir, {
           lockfilePath: lockPath,
           realpath: false,
           stale: 10_000,
           update: 2_000,
-          onCompromised: (err) => (options.onCompromised ?? defaultCompromised(dir))(err),
+          onCompromised: (err) => {
+            lock.lost = err;
+          },
         });
         writeOwner(ownerPath);
-        return new WriterLock(dir, release);
+        return lock;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
         if (takeOverFromDeadOwner(lockPath, ownerPath)) continue;
@@ -70,12 +80,6 @@ export class WriterLock {
       await this.releaseLock().catch(() => {});
     }
   }
-}
-
-function defaultCompromised(dir: string): (err: Error) => void {
-  return (err) => {
-    throw new Error(`${dir}: lost the writer lock (${err.message})`);
-  };
 }
 
 function writeOwner(ownerPath: string): void {
