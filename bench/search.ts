@@ -227,10 +227,11 @@ async function partScan(results: Record<string, unknown>): Promise<void> {
     const db = path.join(CACHE, `search-scan-${n}`);
     const { centres } = await syntheticIndex(db, n, fs.existsSync(model) ? model : TINY, dim);
     const index = await ImageIndex.open(db, { ann: { minRows: Number.MAX_SAFE_INTEGER } });
-    const qs = clustered(30, dim, 7, centres, 1000);
+    const nq = Number(arg('scan-queries', '12'));
+    const qs = clustered(nq, dim, 7, centres, 1000);
     const times: number[] = [];
     const cpu: number[] = [];
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < nq; i++) {
       const t = performance.now();
       const c = process.cpuUsage();
       await index.searchVector(qs.subarray(i * dim, (i + 1) * dim), { k: 10 });
@@ -239,7 +240,7 @@ async function partScan(results: Record<string, unknown>): Promise<void> {
       cpu.push((d.user + d.system) / 1000);
     }
     await index.close();
-    out[n] = { wall_p50_ms: median(times.slice(5)), cpu_p50_ms: median(cpu.slice(5)) };
+    out[n] = { wall_p50_ms: median(times.slice(2)), cpu_p50_ms: median(cpu.slice(2)) };
     log(`scan: ${n} rows exact, p50 ${out[n]!.wall_p50_ms.toFixed(1)} ms wall, ${out[n]!.cpu_p50_ms.toFixed(1)} ms CPU (all threads)`);
   }
   results.scan = out;

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { ImageIndex } from '../src/search/index.js';
+import { FORMAT, ImageStore, type IndexMetadata, SCHEMA_VERSION } from '../src/search/store.js';
 import { FIXTURES, Goldens } from './helpers/goldens.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-search-'));
@@ -165,5 +166,35 @@ describe('ImageIndex follows the folder', () => {
     const db = path.join(tmp, 'follow.db');
     await assert.rejects(ImageIndex.open(db, { model: path.join(FIXTURES, 'models', 'tiny-altclip-b') }), /built with .*tiny-altclip .*fp32.*tiny-altclip-b/);
     await assert.rejects(ImageIndex.open(db, { dtype: 'q8' }), /built with .*\(fp32\).*\(q8\)/);
+  });
+});
+
+describe('ImageStore past ann.minRows', () => {
+  it('builds IVF_PQ on its own; search re-ranks with the full vectors, so scores stay exact dot products', async () => {
+    const dim = 32;
+    const meta: IndexMetadata = { format: FORMAT, schemaVersion: SCHEMA_VERSION, model: 'synthetic', revision: null, dtype: 'fp32', projectionDim: dim, createdAt: '' };
+    const store = await ImageStore.open(path.join(tmp, 'ann.db'), { create: meta, ann: { minRows: 600, nprobes: 8, refineFactor: 10 } });
+    try {
+      let seed = 7;
+      const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5;
+      const rows = Array.from({ length: 700 }, (_, i) => {
+        const v = Float32Array.from({ length: dim }, rnd);
+        const n = Math.hypot(...v);
+        return { path: `/x/${i}.jpg`, size: i, mtime: i, sha256: String(i), vector: v.map((x) => x / n) };
+      });
+      await store.upsert(rows.slice(0, 500));
+      await store.maintain();
+      assert.equal(await store.hasAnnIndex(), false, 'below minRows: exact scan');
+      await store.upsert(rows.slice(500));
+      await store.maintain();
+      assert.equal(await store.hasAnnIndex(), true, 'at minRows: IVF_PQ');
+      for (const probe of [3, 250, 699]) {
+        const hits = await store.nearest(rows[probe]!.vector, 5);
+        assert.equal(hits[0]!.path, `/x/${probe}.jpg`, 'a stored vector finds itself first');
+        for (const h of hits) assert.deepEqual(h.vector, rows[Number(/\d+/.exec(h.path)![0])]!.vector, 'full vectors come back');
+      }
+    } finally {
+      store.close();
+    }
   });
 });

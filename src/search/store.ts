@@ -56,7 +56,7 @@ export interface AnnOptions {
   refineFactor: number;
 }
 
-export const DEFAULT_ANN: AnnOptions = { minRows: 50_000, nprobes: 32, refineFactor: 20 };
+export const DEFAULT_ANN: AnnOptions = { minRows: 20_000, nprobes: 32, refineFactor: 20 };
 
 // Loaded on first use: importing the package must not load LanceDB's native module.
 let lancedb: typeof Lance;
