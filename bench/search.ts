@@ -122,7 +122,7 @@ async function partIndex(results: Record<string, unknown>, threads: number): Pro
   const torchRuns: IndexRun[] = [];
   const fp32: IndexRun[] = [];
   const q8: IndexRun[] = [];
-  const settings = [...new Set([1, threads])];
+  const settings = arg('torch-threads', [...new Set([1, threads])].join(',')).split(',').map(Number);
   for (const t of settings) {
     log(`  torch loop, ${t} thread(s) ...`);
     torchRuns.push(torch(t));

@@ -91,13 +91,14 @@ function manifests(db: string): number {
   }
 }
 
-/** A seeded PRNG (mulberry32), so a failing sequence of kill moments can be replayed. */
+/** A seeded PRNG (xorshift32), so a failing sequence of kill moments can be replayed. */
 function random(seed: number): () => number {
+  let x = (seed >>> 0) || 1;
   return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 4294967296;
   };
 }
 
