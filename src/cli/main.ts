@@ -6,6 +6,8 @@ import { cacheCommand } from './cache.js';
 import { classifyCommand } from './classify.js';
 import { embedCommand } from './embed.js';
 import { EXIT_ERROR, oneLine, warn } from './errors.js';
+import { indexCommand } from './index-command.js';
+import { searchCommand } from './search.js';
 import { similarityCommand } from './similarity.js';
 
 function packageVersion(): string {
@@ -29,7 +31,9 @@ export function program(): Command {
     .addCommand(classifyCommand())
     .addCommand(similarityCommand())
     .addCommand(embedCommand())
-    .addCommand(cacheCommand());
+    .addCommand(cacheCommand())
+    .addCommand(indexCommand())
+    .addCommand(searchCommand());
   prog.addHelpText('after', '\nRun "altclip <command> --help" for the options of a command.');
   for (const cmd of [prog, ...prog.commands]) {
     // Commander's own messages ("error: unknown option '--x'") get the program name in front.
