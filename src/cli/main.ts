@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { classifyCommand } from './classify.js';
 import { embedCommand } from './embed.js';
 import { EXIT_ERROR, oneLine, warn } from './errors.js';
+import { serveCommand } from './serve.js';
 import { similarityCommand } from './similarity.js';
 
 function packageVersion(): string {
@@ -27,7 +28,8 @@ export function program(): Command {
     .showSuggestionAfterError(true)
     .addCommand(classifyCommand())
     .addCommand(similarityCommand())
-    .addCommand(embedCommand());
+    .addCommand(embedCommand())
+    .addCommand(serveCommand());
   prog.addHelpText('after', '\nRun "altclip <command> --help" for the options of a command.');
   for (const cmd of [prog, ...prog.commands]) {
     // Commander's own messages ("error: unknown option '--x'") get the program name in front.
