@@ -79,7 +79,7 @@ async function settle(promises: Promise<Float32Array>[], what: string): Promise<
     const err = failed.reason as Error;
     if (err instanceof InputError) {
       // The library names the input by its place in the merged batch; name it by its place in the request.
-      const reason = err.message.replace(/^(?:image \d+ \([^)]*\)|<input #\d+>|<bytes>):\s*/, '');
+      const reason = err.message.replace(/^(?:image \d+ \([^)]*\)|<[^>]*>):\s*/, '');
       throw new ApiError(400, `${what}[${err.input}]: cannot use the image: ${reason}`);
     }
     throw err;
