@@ -1,5 +1,6 @@
 // What the search routes need from an image index (--db). Kept this small so that the routes do not
-// depend on how the index stores its rows; `fromImageIndex` adapts the library's ImageIndex.
+// depend on how the index stores its rows; `searchIndexOver` adapts the library's ImageIndex.
+import { createHash } from 'node:crypto';
 
 export interface SearchHit {
   /** Stable id of the indexed file: GET /v1/images/<id> serves it. */
@@ -16,6 +17,40 @@ export interface SearchIndex {
   /** The absolute path of the indexed file with this id; null when no indexed file has it. */
   pathOf(id: string): Promise<string | null>;
   close?(): Promise<void>;
+}
+
+/** What the adapter needs of an index: ImageIndex (src/search) has this shape. */
+export interface VectorSearcher {
+  searchVector(vector: Float32Array, options: { k?: number }): Promise<{ path: string; score: number }[]>;
+  close(): Promise<void>;
+}
+
+/** Most ids remembered for GET /v1/images/<id> (the oldest handed out are forgotten first). */
+export const MAX_SERVED_IDS = 100_000;
+
+/**
+ * The search routes over a vector index. A result's id is a hash of its path, and only ids this
+ * server handed out in search results resolve: /v1/images/<id> can only ever serve a file the index
+ * returned, never another file on disk, whatever the id.
+ */
+export function searchIndexOver(index: VectorSearcher, maxIds = MAX_SERVED_IDS): SearchIndex {
+  const served = new Map<string, string>();
+  return {
+    async search(embedding, k) {
+      const hits = await index.searchVector(embedding, { k });
+      return hits.map(({ path, score }) => {
+        const id = createHash('sha256').update(path).digest('base64url').slice(0, 22);
+        served.delete(id); // re-inserted as the newest
+        served.set(id, path);
+        if (served.size > maxIds) served.delete(served.keys().next().value!);
+        return { id, path, score };
+      });
+    },
+    async pathOf(id) {
+      return served.get(id) ?? null;
+    },
+    close: () => index.close(),
+  };
 }
 
 /** Opens the `altclip index` folder `dir` for the search routes. */
