@@ -5,6 +5,8 @@ import { Command, CommanderError } from 'commander';
 import { classifyCommand } from './classify.js';
 import { embedCommand } from './embed.js';
 import { EXIT_ERROR, oneLine, warn } from './errors.js';
+import { indexCommand } from './index-command.js';
+import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
 import { similarityCommand } from './similarity.js';
 
@@ -29,6 +31,8 @@ export function program(): Command {
     .addCommand(classifyCommand())
     .addCommand(similarityCommand())
     .addCommand(embedCommand())
+    .addCommand(indexCommand())
+    .addCommand(searchCommand())
     .addCommand(serveCommand());
   prog.addHelpText('after', '\nRun "altclip <command> --help" for the options of a command.');
   for (const cmd of [prog, ...prog.commands]) {
