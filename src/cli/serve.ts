@@ -72,7 +72,7 @@ async function serve(flags: ServeFlags): Promise<void> {
   if (flags.allowPrivateUrls && !flags.allowUrls) throw new CliError('--allow-private-urls needs --allow-urls');
   if (flags.maxQueue < flags.maxInputs) throw new CliError(`--max-queue (${flags.maxQueue}) must be at least --max-inputs (${flags.maxInputs})`);
   const { createServer } = await import('../server/index.js');
-  const index = flags.db === undefined ? undefined : await openIndex(flags.db);
+  const index = flags.db === undefined ? undefined : await openIndex(flags.db, flags);
   const clip = await loadModel({ model: flags.model, dtype: flags.dtype, threads: flags.threads, batchSize: flags.maxBatchSize });
   const app = await createServer({
     clip,
@@ -111,10 +111,10 @@ async function serve(flags: ServeFlags): Promise<void> {
   await done;
 }
 
-async function openIndex(dir: string): Promise<import('../server/index.js').SearchIndex> {
+async function openIndex(dir: string, flags: ServeFlags): Promise<import('../server/index.js').SearchIndex> {
   const { openSearchIndex } = await import('../server/search.js');
   try {
-    return await openSearchIndex(dir);
+    return await openSearchIndex(dir, { model: flags.model, dtype: flags.dtype });
   } catch (err) {
     throw new CliError(`--db ${dir}: ${oneLine(err)}`);
   }

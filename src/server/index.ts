@@ -3,4 +3,4 @@ export { createServer, DEFAULT_BODY_LIMIT, DEFAULT_MAX_INPUTS, type ServerOption
 export { DynamicBatcher, QueueFullError, InputError, ClosedError, type BatcherOptions, type RunBatch } from './batcher.js';
 export { DEFAULT_BATCHING, EmbeddingService, type Modality } from './service.js';
 export { isPrivateAddress, type UrlPolicy } from './images.js';
-export type { SearchHit, SearchIndex } from './search.js';
+export { openSearchIndex, searchIndexOver, type SearchHit, type SearchIndex, type VectorSearcher } from './search.js';

@@ -53,7 +53,14 @@ export function searchIndexOver(index: VectorSearcher, maxIds = MAX_SERVED_IDS):
   };
 }
 
-/** Opens the `altclip index` folder `dir` for the search routes. */
-export async function openSearchIndex(dir: string): Promise<SearchIndex> {
-  throw new Error(`cannot open ${dir}: the image index (src/search) is not available in this build yet`);
+/** Opens the `altclip index` folder `dir` for the search routes; it must exist and match the model served. */
+export async function openSearchIndex(dir: string, served: { model: string; dtype?: 'fp32' | 'q8' }): Promise<SearchIndex> {
+  const { ImageIndex } = await import('../search/index.js');
+  // With the served model named, ImageIndex refuses an index built with another model or dtype.
+  const index = await ImageIndex.open(dir, { model: served.model, dtype: served.dtype });
+  if (!index.metadata) {
+    await index.close();
+    throw new Error(`${dir}: no such index (run "altclip index <folder> --db ${dir}" first)`);
+  }
+  return searchIndexOver(index);
 }
