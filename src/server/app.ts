@@ -122,7 +122,19 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     maxBytes: bodyLimit,
   } });
 
-  // Runs after the HTTP server stopped taking requests and the in-flight ones were answered.
+  // On close (SIGTERM): first the batchers stop waiting for fuller batches and refuse new inputs (new
+  // requests get 503 from fastify meanwhile), so the requests in flight are answered promptly; the
+  // HTTP server closes once they are; then the index is released.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+    void service.close();
+  });
+  // A keep-alive connection whose request was in flight at close would otherwise stay open (and hold
+  // close() up) until its keep-alive timeout: its last response says Connection: close.
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
   app.addHook('onClose', async () => {
     await service.close();
     await options.index?.close?.();

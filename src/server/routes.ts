@@ -108,7 +108,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const q = query.q;
     if (typeof q !== 'string' || q.trim() === '') throw bad('q must be a non-empty text: GET /v1/search?q=<text>&k=10');
     const k = topK(query.k);
-    const [embedding] = await service.embedTexts([q], 'q');
+    const [embedding] = await service.embedTexts([q], () => 'q');
     return { results: await db.search(embedding!, k) };
   });
 
@@ -118,7 +118,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     if (typeof body.image !== 'string') throw bad(`image must be a data:image/...;base64, URI string, got ${show(body.image)}`);
     const k = topK(body.k);
     const image = await imageBytes(body.image, 'image', ctx.urls);
-    const [embedding] = await service.embedImages([image], 'image');
+    const [embedding] = await service.embedImages([image], () => 'image');
     return { results: await db.search(embedding!, k) };
   });
 

@@ -12,6 +12,8 @@ import { ApiError } from './errors.js';
 import { embedImageBatches, embedTextBatches } from './tasks_api.js';
 
 export type Modality = 'text' | 'image';
+/** How errors name a request's inputs: a list's name ("input" -> "input[2]"), or a function of the index. */
+export type Naming = string | ((index: number) => string);
 
 export const DEFAULT_BATCHING: BatcherOptions = { maxBatchSize: 16, maxWaitMs: 5, maxQueue: 512, concurrency: 2 };
 
@@ -31,13 +33,13 @@ export class EmbeddingService {
     this.tokenizer = (clip.processor as { tokenizer?: { encode(text: string): number[] } }).tokenizer;
   }
 
-  /** Normalised text embeddings, one per text. */
-  embedTexts(texts: string[], what = 'input'): Promise<Float32Array[]> {
+  /** Normalised text embeddings, one per text. `what` names the inputs in errors: "input" -> input[i]. */
+  embedTexts(texts: string[], what: Naming = 'input'): Promise<Float32Array[]> {
     return settle(this.texts.submit(texts), what);
   }
 
   /** Normalised image embeddings of encoded images; an undecodable one is a 400 naming `what[i]`. */
-  embedImages(images: Uint8Array[], what = 'input'): Promise<Float32Array[]> {
+  embedImages(images: Uint8Array[], what: Naming = 'input'): Promise<Float32Array[]> {
     return settle(this.images.submit(images), what);
   }
 
@@ -51,7 +53,7 @@ export class EmbeddingService {
     // Both submitted before either is awaited: the image and the label texts run at the same time.
     const texts = this.embedTexts(labels.map((l) => fillTemplate(template, l)), 'labels');
     texts.catch(() => {}); // awaited below; the image may be refused (queue full) before that
-    const rows = this.embedImages([image], 'image');
+    const rows = this.embedImages([image], () => 'image');
     const [labelRows, imageRows] = await Promise.all([texts, rows]);
     return scoreLabels(stackRows(imageRows), stackRows(labelRows), labels, await logitScale(this.clip))[0]!;
   }
@@ -72,7 +74,7 @@ export class EmbeddingService {
 }
 
 /** All rows of a request, or the first failed input as a 400 naming it (`what[i]`). */
-async function settle(promises: Promise<Float32Array>[], what: string): Promise<Float32Array[]> {
+async function settle(promises: Promise<Float32Array>[], what: Naming): Promise<Float32Array[]> {
   const results = await Promise.allSettled(promises);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
@@ -80,7 +82,8 @@ async function settle(promises: Promise<Float32Array>[], what: string): Promise<
     if (err instanceof InputError) {
       // The library names the input by its place in the merged batch; name it by its place in the request.
       const reason = err.message.replace(/^(?:image \d+ \([^)]*\)|<[^>]*>):\s*/, '');
-      throw new ApiError(400, `${what}[${err.input}]: cannot use the image: ${reason}`);
+      const name = typeof what === 'function' ? what(err.input) : `${what}[${err.input}]`;
+      throw new ApiError(400, `${name}: cannot use the image: ${reason}`);
     }
     throw err;
   }
