@@ -5,7 +5,7 @@
 // (QueueFullError -> 429 + Retry-After), nothing of it is queued. An input that fails (an undecodable
 // image) rejects only its own promise: the tasks' `onError` reports it and the rest of the merged
 // batch is embedded as usual.
-import type { EmbeddingBatch, InputFailure } from './tasks_api.js';
+import type { EmbeddingBatch, InputFailure } from '../tasks/index.js';
 
 export interface BatcherOptions {
   /** Inputs per model batch (1 = no merging: every input is its own model call). */

@@ -9,7 +9,7 @@ import type { AltCLIPParts } from '../tasks/types.js';
 import { type LabelScore, fillTemplate, scoreLabels } from '../tasks/zero-shot.js';
 import { type BatcherHooks, type BatcherOptions, DynamicBatcher, InputError } from './batcher.js';
 import { ApiError } from './errors.js';
-import { embedImageBatches, embedTextBatches } from './tasks_api.js';
+import { embedImageBatches, embedTextBatches } from '../tasks/index.js';
 
 export type Modality = 'text' | 'image';
 /** How errors name a request's inputs: a list's name ("input" -> "input[2]"), or a function of the index. */
