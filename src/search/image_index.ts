@@ -12,11 +12,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ImageInput } from '../image/index.js';
 import type { ModelOptions } from '../models/altclip.js';
-import type { AltCLIPParts } from '../tasks/types.js';
+import { embedImageBatches, embedTextBatches } from '../tasks/embeddings.js';
+import { loadAltCLIP } from '../tasks/pipeline.js';
+import type { AltCLIPParts, ModelIdentity } from '../tasks/types.js';
 import { type FileState, isInside, sha256File, statFile, walkImages } from './files.js';
 import { WriterLock } from './lock.js';
 import { type AnnOptions, FORMAT, ImageStore, type IndexMetadata, IndexFolderError, SCHEMA_VERSION, type StoredFile, type StoredRow } from './store.js';
-import { type ModelIdentity, type Parts, embedImageBatches, embedTextBatches, loadAltCLIP } from './tasks_api.js';
+
+type Parts = AltCLIPParts;
 
 export interface ImageIndexOptions extends ModelOptions {
   /**

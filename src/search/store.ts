@@ -4,6 +4,7 @@
 // committed version intact; rows are upserted by path (merge-insert), so a re-run never duplicates.
 // The same table is readable from Python: lancedb.connect(dir).open_table("images").to_pandas().
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type * as Lance from '@lancedb/lancedb';
 import type * as Arrow from 'apache-arrow';
@@ -60,8 +61,15 @@ export const DEFAULT_ANN: AnnOptions = { minRows: 50_000, nprobes: 32, refineFac
 // Loaded on first use: importing the package must not load LanceDB's native module.
 let lancedb: typeof Lance;
 let arrow: typeof Arrow;
-async function loadLance(): Promise<void> {
-  [lancedb, arrow] = await Promise.all([import('@lancedb/lancedb'), import('apache-arrow')]);
+export async function loadLance(): Promise<void> {
+  lancedb = await import('@lancedb/lancedb');
+  // LanceDB require()s apache-arrow: the same (CommonJS) instance, so that its instanceof checks hold
+  arrow = createRequire(import.meta.url)('apache-arrow') as typeof Arrow;
+}
+
+/** The apache-arrow module LanceDB uses (after loadLance). */
+export function arrowModule(): typeof Arrow {
+  return arrow;
 }
 
 /** The table's schema (call after loadLance). */
