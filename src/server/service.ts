@@ -81,7 +81,7 @@ async function settle(promises: Promise<Float32Array>[], what: Naming): Promise<
     const err = failed.reason as Error;
     if (err instanceof InputError) {
       // The library names the input by its place in the merged batch; name it by its place in the request.
-      const reason = err.message.replace(/^(?:image \d+ \([^)]*\)|<[^>]*>):\s*/, '');
+      const reason = err.message.replace(/^(?:(?:image \d+ \([^)]*\)|<[^>]*>):\s*)+/, '');
       const name = typeof what === 'function' ? what(err.input) : `${what}[${err.input}]`;
       throw new ApiError(400, `${name}: cannot use the image: ${reason}`);
     }
