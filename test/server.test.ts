@@ -15,6 +15,7 @@ import type { FastifyInstance } from 'fastify';
 import { AltCLIPModel } from '../src/models/altclip.js';
 import { AltCLIPProcessor } from '../src/processor.js';
 import { type ServerOptions, createServer, isPrivateAddress } from '../src/server/index.js';
+import { MAX_TEXT_CHARS } from '../src/server/routes.js';
 import type { AltCLIPParts } from '../src/tasks/index.js';
 import { Tensor } from '../src/tensor.js';
 import { FIXTURES, Goldens, maxDiffByFamily, printDiffTable } from './helpers/goldens.js';
@@ -272,6 +273,13 @@ describe('errors', () => {
   it('too many inputs', async () => {
     assertError(await post(app, '/v1/embeddings', { input: ['a', 'b', 'c', 'd', 'e'] }), 400, 'invalid_request_error', /^too many inputs: input has 5 items, at most 4 per request/);
     assertError(await post(app, '/v1/classify', { image: cat(), labels: ['a', 'b', 'c', 'd', 'e'] }), 400, 'invalid_request_error', /^too many inputs: labels has 5/);
+  });
+
+  it('texts over MAX_TEXT_CHARS', async () => {
+    const long = 'a'.repeat(MAX_TEXT_CHARS + 1);
+    const app = await server(); // the default body limit (32 MiB)
+    assertError(await post(app, '/v1/embeddings', { input: ['ok', long] }), 400, 'invalid_request_error', /^input\[1\] is 100001 characters long; at most 100000 per text/);
+    assertError(await post(app, '/v1/embeddings', { input: long }), 400, 'invalid_request_error', /^input is 100001 characters long/);
   });
 
   it('undecodable images and non-data-URI strings (never read as file paths)', async () => {

@@ -22,6 +22,8 @@ export interface RouteContext {
 }
 
 export const DEFAULT_K = 10;
+/** Longest text accepted (the model reads at most 512 tokens; this bounds the tokenizer's work). */
+export const MAX_TEXT_CHARS = 100_000;
 export const MAX_K = 1000;
 
 export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
@@ -58,6 +60,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     let rows: Float32Array[];
     let tokens = 0;
     if (modality === 'text') {
+      checkTexts(inputs, typeof input === 'string' ? () => 'input' : (i) => `input[${i}]`);
       tokens = service.countTokens(inputs);
       rows = await service.embedTexts(inputs);
     } else {
@@ -77,6 +80,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     if (typeof body.image !== 'string') throw bad(`image must be a data:image/...;base64, URI string, got ${show(body.image)}`);
     const labels = stringList(body.labels, 'labels', ctx.maxInputs);
     if (labels.length === 0) throw bad('labels must not be empty: give at least one label');
+    checkTexts(labels, (i) => `labels[${i}]`);
     labels.forEach((l, i) => {
       if (l.trim() === '') throw bad(`labels[${i}] is empty`);
     });
@@ -92,6 +96,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const images = stringList(body.images, 'images', ctx.maxInputs);
     const texts = stringList(body.texts, 'texts', ctx.maxInputs);
     if (images.length === 0 || texts.length === 0) throw bad('images and texts must each hold at least one item');
+    checkTexts(texts, (i) => `texts[${i}]`);
     checkModel(body.model, modelName);
     const bytes = await Promise.all(images.map((s, i) => imageBytes(s, `images[${i}]`, ctx.urls)));
     return { similarity: await service.similarity(bytes, texts) };
@@ -107,6 +112,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const query = request.query as Record<string, unknown>;
     const q = query.q;
     if (typeof q !== 'string' || q.trim() === '') throw bad('q must be a non-empty text: GET /v1/search?q=<text>&k=10');
+    checkTexts([q], () => 'q');
     const k = topK(query.k);
     const [embedding] = await service.embedTexts([q], () => 'q');
     return { results: await db.search(embedding!, k) };
@@ -161,6 +167,12 @@ function stringList(value: unknown, name: string, max: number): string[] {
     if (typeof v !== 'string') throw bad(`${name}[${i}] must be a string, got ${show(v)}`);
   });
   return value as string[];
+}
+
+function checkTexts(texts: string[], name: (i: number) => string): void {
+  texts.forEach((t, i) => {
+    if (t.length > MAX_TEXT_CHARS) throw bad(`${name(i)} is ${t.length} characters long; at most ${MAX_TEXT_CHARS} per text`);
+  });
 }
 
 function checkModel(model: unknown, served: string): void {
