@@ -8,6 +8,7 @@ import { embedCommand } from './embed.js';
 import { EXIT_ERROR, oneLine, warn } from './errors.js';
 import { indexCommand } from './index-command.js';
 import { searchCommand } from './search.js';
+import { serveCommand } from './serve.js';
 import { similarityCommand } from './similarity.js';
 
 function packageVersion(): string {
@@ -33,7 +34,8 @@ export function program(): Command {
     .addCommand(embedCommand())
     .addCommand(cacheCommand())
     .addCommand(indexCommand())
-    .addCommand(searchCommand());
+    .addCommand(searchCommand())
+    .addCommand(serveCommand());
   prog.addHelpText('after', '\nRun "altclip <command> --help" for the options of a command.');
   for (const cmd of [prog, ...prog.commands]) {
     // Commander's own messages ("error: unknown option '--x'") get the program name in front.

@@ -70,7 +70,7 @@ async function labelEmbeddings(
  * Per image (row of `imageEmbeds`, normalised): logits = scale * cosine with each label, scores =
  * softmax over the labels (multiLabel: sigmoid of each), sorted best first, the best topK kept.
  */
-function scoreLabels(
+export function scoreLabels(
   imageEmbeds: Matrix,
   labelEmbeds: Matrix,
   labels: string[],
