@@ -3,7 +3,7 @@
 // embeddings are embed*Batches' normalised rows (text_embeds / image_embeds), classification is
 // zeroShotImageClassification's scoring (labels in the hypothesis template, logit_scale * cosine,
 // softmax), similarity the cosines of imageTextSimilarity.
-import { matmulTransposed, stackRows } from '../tasks/math.js';
+import { matmulTransposed, stackRows } from '../math.js';
 import { logitScale } from '../tasks/similarity.js';
 import type { AltCLIPParts } from '../tasks/types.js';
 import { type LabelScore, fillTemplate, scoreLabels } from '../tasks/zero-shot.js';
