@@ -43,11 +43,11 @@ export function describe(value: unknown, budget = DESCRIBE_BUDGET): string {
     if (!emit(open)) return false;
     let first = true;
     for (const item of items) {
-      if (!first && !emit(', ')) return false;
+      if (!first && !emit(',')) return false;
       first = false;
       // Map entries and object entries are [key, value] pairs: show them as "key: value"
       if (close === '}' && Array.isArray(item) && item.length === 2 && !(v instanceof Set)) {
-        if (!walk(item[0], depth + 1) || !emit(': ') || !walk(item[1], depth + 1)) return false;
+        if (!walk(item[0], depth + 1) || !emit(':') || !walk(item[1], depth + 1)) return false;
       } else if (!walk(item, depth + 1)) return false;
     }
     return emit(close);

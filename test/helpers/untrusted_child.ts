@@ -1,0 +1,60 @@
+// Child process of untrusted_runner.ts: loads each case (a possibly hostile file or folder) the way
+// the library would, and reports per case on stdout: "S <i>" before, "R <i> <json>" after, written
+// synchronously so that the parent can attribute a hang or a crash to the case that was running.
+//
+//   node --import tsx test/helpers/untrusted_child.ts CASES.json START
+import * as fs from 'node:fs';
+import { AltCLIPConfig } from '../../src/config.js';
+import { CLIPImageProcessor } from '../../src/image/index.js';
+import { XLMRobertaTokenizer } from '../../src/tokenizer/index.js';
+import { makeWeights, openSafetensors, openTorchBin } from '../../src/weights/index.js';
+import type { Case, Outcome } from './untrusted_runner.js';
+
+const FLOAT = new Set(['F32', 'F16', 'BF16', 'F64']);
+const TEXTS = ['Hello world', 'ein Hund im Schnee', '一只猫', '  ', ''];
+
+/** Loads one case; resolves to a description of what loaded, throws what the library threw. */
+async function load(c: Case): Promise<string> {
+  switch (c.kind) {
+    case 'safetensors':
+    case 'bin': {
+      const tensors = c.kind === 'bin' ? openTorchBin(c.file) : openSafetensors(c.file);
+      const weights = makeWeights(tensors);
+      // every float tensor read as the model reads small ones (non-finite values are refused there)
+      for (const [name, ref] of tensors) if (FLOAT.has(ref.dtype)) weights.readFloat32(name);
+      return `${tensors.size} tensors`;
+    }
+    case 'spm':
+    case 'tokenizer.json': {
+      const tok = await XLMRobertaTokenizer.fromPretrained(c.file, { from: c.kind === 'spm' ? 'model' : 'json' });
+      for (const text of TEXTS) {
+        const ids = tok.encode(text);
+        if (!ids.every((id) => Number.isInteger(id) && id >= 0 && id < tok.vocabSize)) throw new Error(`NOT CLEAN: encode(${JSON.stringify(text)}) gave ids outside [0, ${tok.vocabSize})`);
+        tok.decode(ids);
+      }
+      return `vocabulary of ${tok.vocabSize}`;
+    }
+    case 'config':
+      return `projection_dim ${(await AltCLIPConfig.fromPretrained(c.file)).projectionDim}`;
+    case 'image': {
+      const processor = new CLIPImageProcessor();
+      const { pixelValues } = await processor.preprocess(c.file);
+      if (!(pixelValues.data as Float32Array).every(Number.isFinite)) throw new Error('NOT CLEAN: non-finite pixel values');
+      return `pixel values [${pixelValues.dims}]`;
+    }
+  }
+}
+
+const [casesFile, start] = [process.argv[2]!, Number(process.argv[3] ?? 0)];
+const cases = JSON.parse(fs.readFileSync(casesFile, 'utf8')) as Case[];
+for (let i = start; i < cases.length; i++) {
+  fs.writeSync(1, `S ${i}\n`);
+  let outcome: Outcome;
+  try {
+    outcome = { status: 'ok', message: await load(cases[i]) };
+  } catch (e) {
+    const err = e as Error;
+    outcome = { status: err instanceof Error && !err.message.startsWith('NOT CLEAN') ? 'error' : 'crash', message: String(err?.message ?? err).slice(0, 4000), name: err?.name };
+  }
+  fs.writeSync(1, `R ${i} ${JSON.stringify(outcome)}\n`);
+}

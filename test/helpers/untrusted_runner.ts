@@ -1,0 +1,90 @@
+// Runs loads of untrusted files in child processes with a time and memory cap, many cases per
+// child (starting one costs ~1 s), attributing a hang or a crash to the case that was running: the
+// child is killed (SIGKILL) and a new one continues with the next case.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Kind = 'safetensors' | 'bin' | 'spm' | 'tokenizer.json' | 'config' | 'image';
+/** A file (weights, image) or a folder (tokenizer, config) to load as `kind`. */
+export interface Case { kind: Kind; file: string }
+export interface Outcome {
+  /** ok: loaded; error: the library threw; hang: over the time cap; crash: the process died or the output was not clean. */
+  status: 'ok' | 'error' | 'hang' | 'crash';
+  message?: string;
+  name?: string;
+}
+
+const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'untrusted_child.ts');
+
+export async function runUntrusted(cases: Case[], opts: { timeoutMs: number; maxOldSpaceMb: number }): Promise<Outcome[]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-untrusted-'));
+  const casesFile = path.join(dir, 'cases.json');
+  fs.writeFileSync(casesFile, JSON.stringify(cases));
+  const results: Outcome[] = new Array(cases.length);
+  try {
+    let next = 0;
+    while (next < cases.length) next = await runChild(casesFile, next, results, opts);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return results;
+}
+
+/** One child from case `start`; returns the index to continue from. */
+function runChild(casesFile: string, start: number, results: Outcome[], opts: { timeoutMs: number; maxOldSpaceMb: number }): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [`--max-old-space-size=${opts.maxOldSpaceMb}`, '--stack-size=984', '--import', 'tsx', CHILD, casesFile, String(start)],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let current = -1;
+    let timedOut = false;
+    let buffered = '';
+    let stderr = '';
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGKILL');
+      }, opts.timeoutMs);
+    };
+    arm(); // (also covers the child's start-up)
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (line.startsWith('S ')) {
+          current = Number(line.slice(2));
+          arm();
+        } else if (line.startsWith('R ')) {
+          const sp = line.indexOf(' ', 2);
+          results[Number(line.slice(2, sp))] = JSON.parse(line.slice(sp + 1));
+          current = -1;
+        }
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-4000);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (current >= 0) {
+        results[current] = timedOut
+          ? { status: 'hang', message: `no result within ${opts.timeoutMs} ms` }
+          : { status: 'crash', message: `process died (exit ${code}, signal ${signal}): ${stderr.slice(-1500)}` };
+        resolve(current + 1);
+      } else {
+        const done = results.findIndex((r, i) => i >= start && r === undefined);
+        if (done >= 0 && (code !== 0 || timedOut)) {
+          // died before starting a case (start-up failure): report it on that case rather than loop
+          results[done] = { status: 'crash', message: `process died before the case (exit ${code}, signal ${signal}): ${stderr.slice(-1500)}` };
+          resolve(done + 1);
+        } else resolve(done >= 0 ? done : results.length);
+      }
+    });
+  });
+}
