@@ -56,5 +56,6 @@ for (let i = start; i < cases.length; i++) {
     const err = e as Error;
     outcome = { status: err instanceof Error && !err.message.startsWith('NOT CLEAN') ? 'error' : 'crash', message: String(err?.message ?? err).slice(0, 4000), name: err?.name };
   }
+  outcome.maxRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
   fs.writeSync(1, `R ${i} ${JSON.stringify(outcome)}\n`);
 }

@@ -15,6 +15,8 @@ export interface Outcome {
   status: 'ok' | 'error' | 'hang' | 'crash';
   message?: string;
   name?: string;
+  /** The child's peak resident memory so far (MB). */
+  maxRssMb?: number;
 }
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'untrusted_child.ts');
