@@ -16,6 +16,8 @@ import { legacyTorchBytes, safetensorsBytes, torchBinBytes, type RawTensor } fro
 
 const SEED = 18;
 const CASES_PER_FORMAT = 200;
+/** config.json mutations loaded as a whole model with the tiny weights and run (each ~0.5 s). */
+const MODEL_CASES = 30;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-fuzz-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -125,8 +127,8 @@ function writeCase(kind: Kind, name: string, data: Uint8Array, what: string, fol
   const dir = path.join(tmp, `${kind.replace('.', '_')}-${counter++}`);
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, name), data);
-  for (const [f, src] of Object.entries(folderFiles ?? {})) fs.copyFileSync(src, path.join(dir, f));
-  const isFolder = kind === 'spm' || kind === 'tokenizer.json' || kind === 'config';
+  for (const [f, src] of Object.entries(folderFiles ?? {})) fs.symlinkSync(src, path.join(dir, f));
+  const isFolder = kind === 'spm' || kind === 'tokenizer.json' || kind === 'config' || kind === 'model';
   return { kind, file: isFolder ? dir : path.join(dir, name), what };
 }
 
@@ -137,6 +139,7 @@ function makeCases(): FuzzCase[] {
   const binDeflated = torchBinBytes(fixtureTensors, { deflate: true });
   const binLegacy = legacyTorchBytes(fixtureTensors);
   const spm = fs.readFileSync(path.join(tokenizerDir, 'sentencepiece.bpe.model'));
+  const modelFiles = { 'model.safetensors': path.join(FIXTURES, 'models/tiny-altclip/model.safetensors') };
   const tokFiles = { 'special_tokens_map.json': path.join(tokenizerDir, 'special_tokens_map.json'), 'tokenizer_config.json': path.join(tokenizerDir, 'tokenizer_config.json') };
   for (let i = 0; i < CASES_PER_FORMAT; i++) {
     // safetensors: the header (as JSON values) or the bytes
@@ -161,6 +164,12 @@ function makeCases(): FuzzCase[] {
     cases.push(writeCase('tokenizer.json', 'tokenizer.json', tj, tjWhat, tokFiles));
     const [config, configWhat] = mutateJsonText(configText, JSON.parse(configText));
     cases.push(writeCase('config', 'config.json', config, configWhat));
+    if (i < MODEL_CASES) {
+      // valid JSON whose values are hostile: config validation or the weights check must refuse
+      // what cannot be this model; what passes must run and give finite features
+      const [m, what] = mutateJsonValue(JSON.parse(configText));
+      cases.push(writeCase('model', 'config.json', Buffer.from(JSON.stringify(m)), what, modelFiles));
+    }
     const image = pick(images);
     const [img, imgWhat] = mutateBytes(image);
     cases.push(writeCase('image', `image-${i}.bin`, img, imgWhat));
@@ -189,7 +198,7 @@ describe(`mutation fuzzing (seed ${SEED}, ${CASES_PER_FORMAT} cases per format)`
     }));
     console.log(`outcomes by format: ${JSON.stringify(tally)}`);
     assert.deepEqual(problems, []);
-    for (const kind of ['safetensors', 'bin', 'spm', 'tokenizer.json', 'config', 'image']) {
+    for (const kind of ['safetensors', 'bin', 'spm', 'tokenizer.json', 'config', 'model', 'image']) {
       assert.ok((tally[kind]?.error ?? 0) > 0, `${kind}: some mutations are refused`);
     }
   });

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { AltCLIPModel } from '../src/models/altclip.js';
 import { XLMRobertaTokenizer } from '../src/tokenizer/index.js';
-import { openSafetensors, openTorchBin, readTensorBytes } from '../src/weights/index.js';
+import { findNonFinite, openSafetensors, openTorchBin, readTensorBytes } from '../src/weights/index.js';
 import { FIXTURES } from './helpers/goldens.js';
 import { runUntrusted, type Case } from './helpers/untrusted_runner.js';
 import { Pickle, rawSafetensors, STORAGE_OF, torchBinBytes, writeFile, zipBytes, type RawTensor } from './weights_fixtures.js';
@@ -149,6 +149,29 @@ describe('integrity', () => {
     bytes[at + 2] = 0xc0;
     const bad = file('flipped.bin', bytes);
     assert.throws(() => openTorchBin(bad), (e: Error) => e.message.includes(bad) && /entry archive\/data\/0 fails its CRC-32 check/.test(e.message));
+  });
+});
+
+describe('non-finite weights (formats without a checksum)', () => {
+  test('a NaN logit_scale is refused at load naming the tensor; findNonFinite names a NaN in a big tensor', async () => {
+    const src = path.join(FIXTURES, 'models/tiny-altclip');
+    const dir = path.join(tmp, 'nan-model');
+    fs.mkdirSync(dir);
+    for (const f of ['config.json', 'preprocessor_config.json']) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    const bytes = fs.readFileSync(path.join(src, 'model.safetensors'));
+    const refs = openSafetensors(path.join(src, 'model.safetensors'));
+    const scale = refs.get('logit_scale')!;
+    bytes.writeFloatLE(NaN, scale.offset);
+    const word = refs.get('text_model.roberta.embeddings.word_embeddings.weight')!;
+    bytes.writeFloatLE(Infinity, word.offset + 4 * 1000);
+    const st = writeFile(path.join(dir, 'model.safetensors'), bytes);
+    await assert.rejects(AltCLIPModel.fromPretrained(dir, { graphCacheDir: path.join(tmp, 'graphs') }), (e: Error) => {
+      assert.ok(e.message.includes(st), e.message);
+      assert.match(e.message, /tensor logit_scale holds a non-finite value \(NaN\) at element 0/);
+      return true;
+    });
+    assert.deepEqual(findNonFinite({ tensors: openSafetensors(st) }).map((f) => [f.name, f.index]),
+      [['logit_scale', 0], ['text_model.roberta.embeddings.word_embeddings.weight', 1000]]);
   });
 });
 

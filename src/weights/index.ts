@@ -47,17 +47,21 @@ export function makeWeights(tensors: Map<string, TensorRef>): Weights {
       const ref = tensors.get(name);
       if (!ref) throw new Error(`no tensor named ${name} in the weights (${[...new Set([...tensors.values()].map((t) => t.file))].join(', ')})`);
       const bytes = readTensorBytes(ref);
+      let values: Float32Array;
+      // bytes read from the file are a fresh, aligned buffer: F32 needs no second copy
+      if (ref.dtype === 'F32' && !ref.data) values = new Float32Array(bytes.buffer, 0, ref.byteLength / 4);
+      else {
+        try {
+          values = toFloat32(ref.dtype, bytes);
+        } catch (e) {
+          throw new Error(`${ref.file}: tensor ${name}: ${(e as Error).message}`);
+        }
+      }
       // Values we read ourselves are checked: safetensors and legacy .bin carry no checksum, and a
       // NaN here (logit_scale, position embeddings, q8 sources) would only show as NaN features.
-      const bad = firstNonFinite(ref.dtype, bytes);
-      if (bad >= 0) throw new Error(`${ref.file}: tensor ${name} holds a non-finite value (NaN or infinity) at element ${bad}`);
-      // bytes read from the file are a fresh, aligned buffer: F32 needs no second copy
-      if (ref.dtype === 'F32' && !ref.data) return new Float32Array(bytes.buffer, 0, ref.byteLength / 4);
-      try {
-        return toFloat32(ref.dtype, bytes);
-      } catch (e) {
-        throw new Error(`${ref.file}: tensor ${name}: ${(e as Error).message}`);
-      }
+      const bad = firstNonFinite('F32', new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+      if (bad >= 0) throw new Error(`${ref.file}: tensor ${name} holds a non-finite value (${values[bad]}) at element ${bad}`);
+      return values;
     },
   };
 }

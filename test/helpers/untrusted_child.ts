@@ -4,7 +4,11 @@
 //
 //   node --import tsx test/helpers/untrusted_child.ts CASES.json START
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { AltCLIPConfig } from '../../src/config.js';
+import { AltCLIPModel } from '../../src/models/altclip.js';
+import { Tensor } from '../../src/tensor.js';
 import { CLIPImageProcessor } from '../../src/image/index.js';
 import { XLMRobertaTokenizer } from '../../src/tokenizer/index.js';
 import { makeWeights, openSafetensors, openTorchBin } from '../../src/weights/index.js';
@@ -36,6 +40,22 @@ async function load(c: Case): Promise<string> {
     }
     case 'config':
       return `projection_dim ${(await AltCLIPConfig.fromPretrained(c.file)).projectionDim}`;
+    case 'model': {
+      // a model folder (config.json + weights): loaded, then both towers run once
+      const model = await AltCLIPModel.fromPretrained(c.file, { graphCacheDir, threads: 1, workerThreads: false });
+      try {
+        const { textConfig: t, visionConfig: v } = model.config;
+        const ids = new Tensor('int64', BigInt64Array.from([0, 100 % t.vocabSize, 2 % t.vocabSize], BigInt), [1, 3]);
+        const text = await model.getTextFeatures({ inputIds: ids });
+        if (v.imageSize > 1024) throw new Error('NOT CLEAN: image_size over 1024 passed the weights check');
+        const pixels = new Tensor('float32', new Float32Array(v.numChannels * v.imageSize ** 2).fill(0.25), [1, v.numChannels, v.imageSize, v.imageSize]);
+        const image = await model.getImageFeatures({ pixelValues: pixels });
+        for (const out of [text, image]) if (!(out.data as Float32Array).every(Number.isFinite)) throw new Error('NOT CLEAN: non-finite features');
+        return `features [${text.dims}] [${image.dims}]`;
+      } finally {
+        await model.dispose();
+      }
+    }
     case 'image': {
       const processor = new CLIPImageProcessor();
       const { pixelValues } = await processor.preprocess(c.file);
@@ -46,6 +66,8 @@ async function load(c: Case): Promise<string> {
 }
 
 const [casesFile, start] = [process.argv[2]!, Number(process.argv[3] ?? 0)];
+const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-untrusted-graphs-'));
+process.on('exit', () => fs.rmSync(graphCacheDir, { recursive: true, force: true }));
 const cases = JSON.parse(fs.readFileSync(casesFile, 'utf8')) as Case[];
 for (let i = start; i < cases.length; i++) {
   fs.writeSync(1, `S ${i}\n`);

@@ -7,8 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type Kind = 'safetensors' | 'bin' | 'spm' | 'tokenizer.json' | 'config' | 'image';
-/** A file (weights, image) or a folder (tokenizer, config) to load as `kind`. */
+export type Kind = 'safetensors' | 'bin' | 'spm' | 'tokenizer.json' | 'config' | 'model' | 'image';
+/** A file (weights, image) or a folder (tokenizer, config, model) to load as `kind`. */
 export interface Case { kind: Kind; file: string }
 export interface Outcome {
   /** ok: loaded; error: the library threw; hang: over the time cap; crash: the process died or the output was not clean. */
