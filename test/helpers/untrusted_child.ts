@@ -56,6 +56,14 @@ async function load(c: Case): Promise<string> {
         await model.dispose();
       }
     }
+    case 'probe:hang':
+      for (;;);
+    case 'probe:memory': {
+      const hold: Buffer[] = [];
+      for (;;) hold.push(Buffer.alloc(16 << 20, 1)); // native memory, outside V8's heap cap
+    }
+    case 'probe:exit':
+      process.exit(3);
     case 'image': {
       const processor = new CLIPImageProcessor();
       const { pixelValues } = await processor.preprocess(c.file);

@@ -1,13 +1,17 @@
 // Runs loads of untrusted files in child processes with a time and memory cap, many cases per
 // child (starting one costs ~1 s), attributing a hang or a crash to the case that was running: the
-// child is killed (SIGKILL) and a new one continues with the next case.
+// child is killed (SIGKILL) and a new one continues with the next case. Memory: V8's heap is capped
+// by --max-old-space-size, and the whole process (ArrayBuffers, native memory) by polling its
+// resident size (/proc/<pid>/status) and killing it past the cap.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type Kind = 'safetensors' | 'bin' | 'spm' | 'tokenizer.json' | 'config' | 'model' | 'image';
+export type Kind = 'safetensors' | 'bin' | 'spm' | 'tokenizer.json' | 'config' | 'model' | 'image'
+  /** Probes of the runner itself: a case that never ends, one that allocates without bound, one that exits. */
+  | 'probe:hang' | 'probe:memory' | 'probe:exit';
 /** A file (weights, image) or a folder (tokenizer, config, model) to load as `kind`. */
 export interface Case { kind: Kind; file: string }
 export interface Outcome {
@@ -21,7 +25,15 @@ export interface Outcome {
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'untrusted_child.ts');
 
-export async function runUntrusted(cases: Case[], opts: { timeoutMs: number; maxOldSpaceMb: number }): Promise<Outcome[]> {
+export interface RunOptions {
+  /** Per case (and for the child's start-up). */
+  timeoutMs: number;
+  maxOldSpaceMb: number;
+  /** Resident memory of the whole child (default 2048 MB). */
+  maxRssMb?: number;
+}
+
+export async function runUntrusted(cases: Case[], opts: RunOptions): Promise<Outcome[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-untrusted-'));
   const casesFile = path.join(dir, 'cases.json');
   fs.writeFileSync(casesFile, JSON.stringify(cases));
@@ -36,12 +48,30 @@ export async function runUntrusted(cases: Case[], opts: { timeoutMs: number; max
 }
 
 /** One child from case `start`; returns the index to continue from. */
-function runChild(casesFile: string, start: number, results: Outcome[], opts: { timeoutMs: number; maxOldSpaceMb: number }): Promise<number> {
+function residentMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0; // gone, or no /proc (then only the heap cap applies)
+  }
+}
+
+function runChild(casesFile: string, start: number, results: Outcome[], opts: RunOptions): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [`--max-old-space-size=${opts.maxOldSpaceMb}`, '--stack-size=984', '--import', 'tsx', CHILD, casesFile, String(start)],
+    const child = spawn(process.execPath, [`--max-old-space-size=${opts.maxOldSpaceMb}`, '--import', 'tsx', CHILD, casesFile, String(start)],
       { stdio: ['ignore', 'pipe', 'pipe'] });
     let current = -1;
     let timedOut = false;
+    let overMemory = 0;
+    const maxRss = opts.maxRssMb ?? 2048;
+    const poll = setInterval(() => {
+      const rss = residentMb(child.pid!);
+      if (rss > maxRss) {
+        overMemory = Math.round(rss);
+        child.kill('SIGKILL');
+      }
+    }, 50);
     let buffered = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
@@ -74,10 +104,13 @@ function runChild(casesFile: string, start: number, results: Outcome[], opts: { 
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      clearInterval(poll);
       if (current >= 0) {
         results[current] = timedOut
           ? { status: 'hang', message: `no result within ${opts.timeoutMs} ms` }
-          : { status: 'crash', message: `process died (exit ${code}, signal ${signal}): ${stderr.slice(-1500)}` };
+          : overMemory
+            ? { status: 'crash', message: `killed at ${overMemory} MB resident, over the ${maxRss} MB cap`, maxRssMb: overMemory }
+            : { status: 'crash', message: `process died (exit ${code}, signal ${signal}): ${stderr.slice(-1500)}` };
         resolve(current + 1);
       } else {
         const done = results.findIndex((r, i) => i >= start && r === undefined);
