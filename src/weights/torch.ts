@@ -108,10 +108,23 @@ export function openTorchBin(file: string): Map<string, TensorRef> {
   if (isLegacyFormat(real)) return readLegacy(file, real);
   const zip = ZipFile.open(real);
   try {
-    return readZip(file, real, zip);
+    const stamp = fileStamp(real);
+    const tensors = readZip(file, real, zip, crcChecked.get(real) === stamp);
+    crcChecked.set(real, stamp);
+    return tensors;
   } finally {
     zip.close();
   }
+}
+
+/**
+ * Files whose stored entries passed their CRC-32 check in this process, with the (size, mtime,
+ * inode) they had: opening the same unchanged file again (each tower, a reload) skips the re-read.
+ */
+const crcChecked = new Map<string, string>();
+function fileStamp(file: string): string {
+  const st = fs.statSync(file, { bigint: true });
+  return `${st.size}:${st.mtimeNs}:${st.ino}`;
 }
 
 type Fail = (problem: string) => never;
@@ -145,7 +158,7 @@ function storageLoader(fail: Fail, storages: Map<string, Storage>, legacy: boole
 /** Where a storage's bytes are: `offset` in the file when stored as is, and its bytes on demand. */
 interface StorageLocation { offset: number | null; bytes: () => Uint8Array }
 
-function readZip(file: string, real: string, zip: ZipFile): Map<string, TensorRef> {
+function readZip(file: string, real: string, zip: ZipFile, crcKnownGood: boolean): Map<string, TensorRef> {
   const fail = failFor(file);
   const pkls = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (pkls.length !== 1) fail(pkls.length ? `several data.pkl entries (${pkls.join(', ')})` : 'no <folder>/data.pkl entry');
@@ -168,7 +181,7 @@ function readZip(file: string, real: string, zip: ZipFile): Map<string, TensorRe
     const expected = s.numel * (DTYPE_BITS[s.dtype] / 8);
     if (entry.size !== expected) fail(`entry ${entry.name} holds ${entry.size} bytes, but its storage has ${s.numel} ${s.dtype} elements (${expected} bytes)`);
     // Stored entries are used in place (ONNX external data): their CRC-32 is checked here, once.
-    if (entry.method === 0 && !checked.has(entry.name)) {
+    if (entry.method === 0 && !crcKnownGood && !checked.has(entry.name)) {
       zip.checkStoredCrc(entry);
       checked.add(entry.name);
     }
