@@ -181,9 +181,9 @@ describe(`mutation fuzzing (seed ${SEED}, ${CASES_PER_FORMAT} cases per format)`
   test('the runner attributes a hang, a memory blow-up and a crash to their cases, and goes on', async () => {
     const config = writeCase('config', 'config.json', Buffer.from(configText), 'the fixture');
     const cases: Case[] = [config, { kind: 'probe:hang', file: '-' }, config, { kind: 'probe:memory', file: '-' }, { kind: 'probe:exit', file: '-' }, config];
-    const o = await runUntrusted(cases, { timeoutMs: 30_000, maxOldSpaceMb: 256, maxRssMb: 400 });
+    const o = await runUntrusted(cases, { timeoutMs: 10_000, maxOldSpaceMb: 256, maxRssMb: 300 });
     assert.deepEqual(o.map((r) => r.status), ['ok', 'hang', 'ok', 'crash', 'crash', 'ok']);
-    assert.match(o[3].message!, /over the 400 MB cap/);
+    assert.match(o[3].message!, /over the 300 MB cap/);
     assert.match(o[4].message!, /exit 3/);
   });
 

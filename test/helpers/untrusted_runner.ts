@@ -23,10 +23,12 @@ export interface Outcome {
   maxRssMb?: number;
 }
 
+/** Starting a child (node + tsx compiling the library) takes seconds on a busy machine. */
+const STARTUP_MS = 120_000;
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'untrusted_child.ts');
 
 export interface RunOptions {
-  /** Per case (and for the child's start-up). */
+  /** Per case (the child's start-up has its own, longer limit). */
   timeoutMs: number;
   maxOldSpaceMb: number;
   /** Resident memory of the whole child (default 2048 MB). */
@@ -75,14 +77,14 @@ function runChild(casesFile: string, start: number, results: Outcome[], opts: Ru
     let buffered = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
-    const arm = () => {
+    const arm = (ms: number) => {
       clearTimeout(timer);
       timer = setTimeout(() => {
         timedOut = true;
         child.kill('SIGKILL');
-      }, opts.timeoutMs);
+      }, ms);
     };
-    arm(); // (also covers the child's start-up)
+    arm(STARTUP_MS);
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       buffered += chunk;
       let nl;
@@ -91,7 +93,7 @@ function runChild(casesFile: string, start: number, results: Outcome[], opts: Ru
         buffered = buffered.slice(nl + 1);
         if (line.startsWith('S ')) {
           current = Number(line.slice(2));
-          arm();
+          arm(opts.timeoutMs);
         } else if (line.startsWith('R ')) {
           const sp = line.indexOf(' ', 2);
           results[Number(line.slice(2, sp))] = JSON.parse(line.slice(sp + 1));
