@@ -1,6 +1,7 @@
 // altclip: BAAI's AltCLIP in TypeScript on ONNX Runtime. Everything public is exported here.
 export { Tensor, type TensorType } from './tensor.js';
 export { AltCLIPConfig, AltCLIPTextConfig, AltCLIPVisionConfig } from './config.js';
+export { CONFIG_PRESETS, configPreset, configPresetJson, type ConfigPresetName } from './config_presets.js';
 export {
   AltCLIPModel, AltCLIPTextModel, AltCLIPVisionModel, interpolatePositionEmbeddings,
   type AltCLIPOutput, type ModelOptions, type OutputFlags, type TextInputs, type TowerOutput, type VisionInputs,
