@@ -1,158 +1,225 @@
 // AltCLIP configurations, mirroring transformers' configuration_altclip.py (4.40.2).
 // config.json is sparse: transformers writes nested configs as a diff against the class defaults,
 // so every missing key takes the default below. Unknown keys are ignored.
+//
+// Each config class is one table: a field's snake_case key, default, type and sane range are
+// written once, and drive the typed property (camelCase), parsing, validation and toJSON. The
+// ranges are wider than any real checkpoint's and narrow enough that a config which passes can be
+// built into a model: a config.json is untrusted input (num_hidden_layers 1e308 would hang graph
+// building, hidden_act "toString" would pass a plain object lookup, pad_token_id 1e9 would leave
+// no room for a single token).
 import * as fs from 'node:fs';
 
 import { resolveFile, type PretrainedOptions } from './hub/index.js';
+import { describe, parseJsonBounded } from './untrusted.js';
 
 type Json = Record<string, unknown>;
-type FieldKind = 'int' | 'number' | 'string' | 'boolean' | 'int?';
 
-/** Reads `key` from `json` (or the default), checking its type; errors name the key. */
-function field<T>(json: Json, defaults: Json, kinds: Record<string, FieldKind>, key: string, where: string): T {
-  const value = key in json && json[key] !== undefined ? json[key] : defaults[key];
-  const kind = kinds[key]!;
-  const bad = (want: string) => new Error(`${where}: "${key}" must be ${want}, got ${JSON.stringify(value)}`);
-  switch (kind) {
-    case 'int':
-      if (typeof value !== 'number' || !Number.isInteger(value)) throw bad('an integer');
-      break;
-    case 'int?':
-      if (value !== null && (typeof value !== 'number' || !Number.isInteger(value))) throw bad('an integer or null');
-      break;
-    case 'number':
-      if (typeof value !== 'number' || !Number.isFinite(value)) throw bad('a number');
-      break;
-    case 'string':
-      if (typeof value !== 'string') throw bad('a string');
-      break;
-    case 'boolean':
-      if (typeof value !== 'boolean') throw bad('a boolean');
-      break;
-  }
-  return value as T;
+/** One config field: its default and how a config.json value is checked. */
+interface Field<T> {
+  readonly default: T;
+  /** The value, or a call to `bad(what it must be)`. */
+  check(value: unknown, bad: (want: string) => never): T;
 }
 
-function positive(where: string, key: string, value: number): void {
-  if (!(value > 0)) throw new Error(`${where}: "${key}" must be positive, got ${value}`);
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+
+/** An integer in [min, max]. */
+function int(def: number, min: number, max: number): Field<number> {
+  return {
+    default: def,
+    check(v, bad) {
+      if (!isInt(v)) return bad('an integer');
+      if (v < min) return bad(min === 1 ? 'positive' : `at least ${min}`);
+      if (v > max) return bad(`at most ${max}`);
+      return v;
+    },
+  };
+}
+
+/** An integer in [min, max], or null. */
+function intOrNull(def: number | null, min: number, max: number): Field<number | null> {
+  const f = int(0, min, max);
+  return { default: def, check: (v, bad) => (v === null ? null : f.check(v, (want) => bad(`${want} or null`))) };
+}
+
+/** A finite number in [min, max]; `min` = Number.MIN_VALUE means "positive". */
+function num(def: number, min: number, max = Number.MAX_VALUE): Field<number> {
+  return {
+    default: def,
+    check(v, bad) {
+      if (typeof v !== 'number' || !Number.isFinite(v)) return bad('a number');
+      if (v < min) return bad(min === Number.MIN_VALUE ? 'positive' : `at least ${min}`);
+      if (v > max) return bad(`at most ${max}`);
+      return v;
+    },
+  };
+}
+
+/** One of `allowed` (compared as own values, never looked up as object properties). */
+function oneOf<const S extends string>(def: S, allowed: readonly S[], note = ''): Field<string> {
+  return {
+    default: def,
+    check(v, bad) {
+      if (typeof v !== 'string') return bad('a string');
+      if (!(allowed as readonly string[]).includes(v)) return bad(`one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}${note}`);
+      return v;
+    },
+  };
+}
+
+function bool(def: boolean): Field<boolean> {
+  return { default: def, check: (v, bad) => (typeof v === 'boolean' ? v : bad('a boolean')) };
+}
+
+// Sane ranges: far above any released checkpoint (the deepest have ~130 layers, the widest ~20k
+// hidden units, the largest vocabularies ~260k), far below what would exhaust time or memory.
+const MAX_LAYERS = 512;
+const MAX_WIDTH = 65536;
+const MAX_FFN = 262144;
+const MAX_HEADS = 1024;
+const MAX_VOCAB = 1 << 24;
+const MAX_POSITIONS = 1 << 20;
+/** Vision positions (patches + 1): 65536 is a 256 x 256 grid (ViT-L/14 at 336 px has 24 x 24). */
+const MAX_PATCHES = 65536;
+
+/** transformers 4.40.2 activations.py ACT2CLS: the names `hidden_act` may take. */
+export const HIDDEN_ACTS = [
+  'gelu', 'gelu_10', 'gelu_fast', 'gelu_new', 'gelu_python', 'gelu_pytorch_tanh', 'gelu_accurate', 'laplace',
+  'leaky_relu', 'linear', 'mish', 'quick_gelu', 'relu', 'relu2', 'relu6', 'sigmoid', 'silu', 'swish', 'tanh',
+] as const;
+
+const probability = (def: number) => num(def, 0, 1);
+
+// ---------------------------------------------------------------------------------------------
+// The tables. Order = transformers' __init__ argument order = toJSON's key order.
+
+/** AltCLIPTextConfig: an XLM-RoBERTa encoder plus AltCLIP's pre_LN + transformation head. */
+const TEXT_FIELDS = {
+  vocab_size: int(250002, 1, MAX_VOCAB),
+  hidden_size: int(1024, 1, MAX_WIDTH),
+  num_hidden_layers: int(24, 1, MAX_LAYERS),
+  num_attention_heads: int(16, 1, MAX_HEADS),
+  intermediate_size: int(4096, 1, MAX_FFN),
+  hidden_act: oneOf('gelu', HIDDEN_ACTS),
+  hidden_dropout_prob: probability(0.1),
+  attention_probs_dropout_prob: probability(0.1),
+  max_position_embeddings: int(514, 1, MAX_POSITIONS),
+  type_vocab_size: int(1, 1, MAX_HEADS),
+  initializer_range: num(0.02, 0),
+  initializer_factor: num(0.02, 0),
+  layer_norm_eps: num(1e-5, Number.MIN_VALUE, 1),
+  pad_token_id: int(1, 0, MAX_VOCAB - 1),
+  bos_token_id: intOrNull(0, 0, MAX_VOCAB - 1),
+  eos_token_id: intOrNull(2, 0, MAX_VOCAB - 1),
+  position_embedding_type: oneOf('absolute', ['absolute'], ' (the only one AltCLIP uses)'),
+  use_cache: bool(true),
+  project_dim: int(768, 1, MAX_WIDTH),
+};
+
+/** AltCLIPVisionConfig: a CLIP ViT. The defaults are ViT-B/32 (BAAI/AltCLIP itself is ViT-L/14). */
+const VISION_FIELDS = {
+  hidden_size: int(768, 1, MAX_WIDTH),
+  intermediate_size: int(3072, 1, MAX_FFN),
+  projection_dim: int(512, 1, MAX_WIDTH),
+  num_hidden_layers: int(12, 1, MAX_LAYERS),
+  num_attention_heads: int(12, 1, MAX_HEADS),
+  num_channels: int(3, 1, 16),
+  image_size: int(224, 1, 16384),
+  patch_size: int(32, 1, 16384),
+  hidden_act: oneOf('quick_gelu', HIDDEN_ACTS),
+  layer_norm_eps: num(1e-5, Number.MIN_VALUE, 1),
+  attention_dropout: probability(0.0),
+  initializer_range: num(0.02, 0),
+  initializer_factor: num(1.0, 0),
+};
+
+/** AltCLIPConfig's own fields (besides the two tower configs). */
+const MODEL_FIELDS = {
+  projection_dim: int(768, 1, MAX_WIDTH),
+  logit_scale_init_value: num(2.6592, -1e4, 1e4),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Table -> typed properties, parsing, toJSON.
+
+type Table = Record<string, Field<unknown>>;
+type Camel<S extends string> = S extends `${infer H}_${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
+/** The typed, read-only properties a table gives its class: `vocab_size` -> `vocabSize: number`. */
+type Props<F extends Table> = { readonly [K in keyof F & string as Camel<K>]: F[K] extends Field<infer T> ? T : never };
+
+const camel = (key: string) => key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Sets `target`'s properties from `json` (missing keys take the defaults); errors name the key. */
+function readFields(target: object, table: Table, json: Json, where: string): void {
+  for (const [key, field] of Object.entries(table)) {
+    const value = Object.hasOwn(json, key) && json[key] !== undefined ? json[key] : field.default;
+    const bad = (want: string): never => {
+      throw new Error(`${where}: "${key}" must be ${want}, got ${describe(value)}`);
+    };
+    Object.defineProperty(target, camel(key), { value: field.check(value, bad), enumerable: true });
+  }
+}
+
+function writeFields(source: object, table: Table): Json {
+  return Object.fromEntries(Object.keys(table).map((key) => [key, (source as Json)[camel(key)]]));
+}
+
+function relation(ok: boolean, where: string, problem: string): void {
+  if (!ok) throw new Error(`${where}: ${problem}`);
 }
 
 function divisible(where: string, hiddenSize: number, heads: number): void {
-  if (hiddenSize % heads !== 0) {
-    throw new Error(
-      `${where}: "hidden_size" (${hiddenSize}) must be divisible by "num_attention_heads" (${heads})`,
-    );
-  }
+  relation(hiddenSize % heads === 0, where,
+    `"hidden_size" (${hiddenSize}) must be divisible by "num_attention_heads" (${heads})`);
 }
 
 function asObject(value: unknown, where: string): Json {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new Error(`${where}: expected a JSON object, got ${JSON.stringify(value)}`);
+    throw new Error(`${where}: expected a JSON object, got ${describe(value)}`);
   }
   return value as Json;
 }
 
-async function readConfigJson(pathOrRepoId: string, options: PretrainedOptions): Promise<Json> {
+/** Real config.json files nest 3 levels (config, text_config, a list such as architectures). */
+const MAX_CONFIG_DEPTH = 16;
+/** Real config.json files are a few KB. */
+const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+
+async function readConfigJson(pathOrRepoId: string, options: PretrainedOptions): Promise<{ file: string; json: Json }> {
   const file = (await resolveFile(pathOrRepoId, 'config.json', options))!;
   let text: string;
   try {
+    if (fs.statSync(file).size > MAX_CONFIG_BYTES) throw new Error(`over ${MAX_CONFIG_BYTES} bytes`);
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
     throw new Error(`${file}: cannot read config (${(e as Error).message})`);
   }
   try {
-    return asObject(JSON.parse(text), file);
+    return { file, json: asObject(parseJsonBounded(text, MAX_CONFIG_DEPTH), file) };
   } catch (e) {
     throw new Error(`${file}: invalid config.json (${(e as Error).message})`);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// AltCLIPTextConfig: an XLM-RoBERTa encoder plus AltCLIP's pre_LN + transformation head.
 
-const TEXT_DEFAULTS = {
-  vocab_size: 250002,
-  hidden_size: 1024,
-  num_hidden_layers: 24,
-  num_attention_heads: 16,
-  intermediate_size: 4096,
-  hidden_act: 'gelu',
-  hidden_dropout_prob: 0.1,
-  attention_probs_dropout_prob: 0.1,
-  max_position_embeddings: 514,
-  type_vocab_size: 1,
-  initializer_range: 0.02,
-  initializer_factor: 0.02,
-  layer_norm_eps: 1e-5,
-  pad_token_id: 1,
-  bos_token_id: 0,
-  eos_token_id: 2,
-  position_embedding_type: 'absolute',
-  use_cache: true,
-  project_dim: 768,
-};
-const TEXT_KINDS: Record<keyof typeof TEXT_DEFAULTS, FieldKind> = {
-  vocab_size: 'int', hidden_size: 'int', num_hidden_layers: 'int', num_attention_heads: 'int',
-  intermediate_size: 'int', hidden_act: 'string', hidden_dropout_prob: 'number',
-  attention_probs_dropout_prob: 'number', max_position_embeddings: 'int', type_vocab_size: 'int',
-  initializer_range: 'number', initializer_factor: 'number', layer_norm_eps: 'number',
-  pad_token_id: 'int', bos_token_id: 'int?', eos_token_id: 'int?', position_embedding_type: 'string',
-  use_cache: 'boolean', project_dim: 'int',
-};
+export interface AltCLIPTextConfig extends Props<typeof TEXT_FIELDS> {}
 
 export class AltCLIPTextConfig {
   static readonly modelType = 'altclip_text_model';
-  readonly vocabSize: number;
-  readonly hiddenSize: number;
-  readonly numHiddenLayers: number;
-  readonly numAttentionHeads: number;
-  readonly intermediateSize: number;
-  readonly hiddenAct: string;
-  readonly hiddenDropoutProb: number;
-  readonly attentionProbsDropoutProb: number;
-  readonly maxPositionEmbeddings: number;
-  readonly typeVocabSize: number;
-  readonly initializerRange: number;
-  readonly initializerFactor: number;
-  readonly layerNormEps: number;
-  readonly padTokenId: number;
-  readonly bosTokenId: number | null;
-  readonly eosTokenId: number | null;
-  readonly positionEmbeddingType: string;
-  readonly useCache: boolean;
-  readonly projectDim: number;
 
   /** From a (possibly sparse) `text_config` dict in transformers' snake_case. */
   constructor(json: Json = {}, where = 'text_config') {
-    const f = <T>(key: keyof typeof TEXT_DEFAULTS) => field<T>(json, TEXT_DEFAULTS, TEXT_KINDS, key, where);
-    this.vocabSize = f('vocab_size');
-    this.hiddenSize = f('hidden_size');
-    this.numHiddenLayers = f('num_hidden_layers');
-    this.numAttentionHeads = f('num_attention_heads');
-    this.intermediateSize = f('intermediate_size');
-    this.hiddenAct = f('hidden_act');
-    this.hiddenDropoutProb = f('hidden_dropout_prob');
-    this.attentionProbsDropoutProb = f('attention_probs_dropout_prob');
-    this.maxPositionEmbeddings = f('max_position_embeddings');
-    this.typeVocabSize = f('type_vocab_size');
-    this.initializerRange = f('initializer_range');
-    this.initializerFactor = f('initializer_factor');
-    this.layerNormEps = f('layer_norm_eps');
-    this.padTokenId = f('pad_token_id');
-    this.bosTokenId = f('bos_token_id');
-    this.eosTokenId = f('eos_token_id');
-    this.positionEmbeddingType = f('position_embedding_type');
-    this.useCache = f('use_cache');
-    this.projectDim = f('project_dim');
-    for (const key of ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads',
-      'intermediate_size', 'max_position_embeddings', 'type_vocab_size', 'project_dim'] as const) {
-      positive(where, key, f<number>(key));
-    }
-    positive(where, 'layer_norm_eps', this.layerNormEps);
+    readFields(this, TEXT_FIELDS, json, where);
     divisible(where, this.hiddenSize, this.numAttentionHeads);
-    if (this.positionEmbeddingType !== 'absolute') {
-      throw new Error(`${where}: "position_embedding_type" ${JSON.stringify(this.positionEmbeddingType)} is not supported (only "absolute", as AltCLIP uses)`);
+    for (const key of ['pad_token_id', 'bos_token_id', 'eos_token_id'] as const) {
+      const id = this[camel(key) as 'padTokenId' | 'bosTokenId' | 'eosTokenId'];
+      relation(id === null || id < this.vocabSize, where, `"${key}" (${id}) must be below "vocab_size" (${this.vocabSize})`);
     }
+    // modeling_roberta create_position_ids_from_input_ids: positions start at padding_idx + 1
+    relation(this.maxPositionEmbeddings - this.padTokenId - 1 >= 1, where,
+      `"max_position_embeddings" (${this.maxPositionEmbeddings}) leaves no position for a token after "pad_token_id" (${this.padTokenId}) + 1`);
   }
 
   /**
@@ -160,92 +227,32 @@ export class AltCLIPTextConfig {
    * yields its `text_config` (transformers 4.40.2 silently builds a default-size model there).
    */
   static async fromPretrained(pathOrRepoId: string, options: PretrainedOptions = {}): Promise<AltCLIPTextConfig> {
-    const json = await readConfigJson(pathOrRepoId, options);
+    const { file, json } = await readConfigJson(pathOrRepoId, options);
     if (json.model_type === 'altclip') {
-      return new AltCLIPTextConfig(asObject(json.text_config ?? {}, 'config.json: "text_config"'));
+      return new AltCLIPTextConfig(asObject(json.text_config ?? {}, `${file}: "text_config"`), `${file}: text_config`);
     }
-    return new AltCLIPTextConfig(json, 'config.json');
+    return new AltCLIPTextConfig(json, file);
   }
 
   toJSON(): Json {
-    return {
-      vocab_size: this.vocabSize, hidden_size: this.hiddenSize, num_hidden_layers: this.numHiddenLayers,
-      num_attention_heads: this.numAttentionHeads, intermediate_size: this.intermediateSize,
-      hidden_act: this.hiddenAct, hidden_dropout_prob: this.hiddenDropoutProb,
-      attention_probs_dropout_prob: this.attentionProbsDropoutProb,
-      max_position_embeddings: this.maxPositionEmbeddings, type_vocab_size: this.typeVocabSize,
-      initializer_range: this.initializerRange, initializer_factor: this.initializerFactor,
-      layer_norm_eps: this.layerNormEps, pad_token_id: this.padTokenId, bos_token_id: this.bosTokenId,
-      eos_token_id: this.eosTokenId, position_embedding_type: this.positionEmbeddingType,
-      use_cache: this.useCache, project_dim: this.projectDim, model_type: AltCLIPTextConfig.modelType,
-    };
+    return { ...writeFields(this, TEXT_FIELDS), model_type: AltCLIPTextConfig.modelType };
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// AltCLIPVisionConfig: a CLIP ViT. The defaults are ViT-B/32 (BAAI/AltCLIP itself is ViT-L/14).
 
-const VISION_DEFAULTS = {
-  hidden_size: 768,
-  intermediate_size: 3072,
-  projection_dim: 512,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_channels: 3,
-  image_size: 224,
-  patch_size: 32,
-  hidden_act: 'quick_gelu',
-  layer_norm_eps: 1e-5,
-  attention_dropout: 0.0,
-  initializer_range: 0.02,
-  initializer_factor: 1.0,
-};
-const VISION_KINDS: Record<keyof typeof VISION_DEFAULTS, FieldKind> = {
-  hidden_size: 'int', intermediate_size: 'int', projection_dim: 'int', num_hidden_layers: 'int',
-  num_attention_heads: 'int', num_channels: 'int', image_size: 'int', patch_size: 'int',
-  hidden_act: 'string', layer_norm_eps: 'number', attention_dropout: 'number',
-  initializer_range: 'number', initializer_factor: 'number',
-};
+export interface AltCLIPVisionConfig extends Props<typeof VISION_FIELDS> {}
 
 export class AltCLIPVisionConfig {
   static readonly modelType = 'altclip_vision_model';
-  readonly hiddenSize: number;
-  readonly intermediateSize: number;
-  readonly projectionDim: number;
-  readonly numHiddenLayers: number;
-  readonly numAttentionHeads: number;
-  readonly numChannels: number;
-  readonly imageSize: number;
-  readonly patchSize: number;
-  readonly hiddenAct: string;
-  readonly layerNormEps: number;
-  readonly attentionDropout: number;
-  readonly initializerRange: number;
-  readonly initializerFactor: number;
 
   constructor(json: Json = {}, where = 'vision_config') {
-    const f = <T>(key: keyof typeof VISION_DEFAULTS) => field<T>(json, VISION_DEFAULTS, VISION_KINDS, key, where);
-    this.hiddenSize = f('hidden_size');
-    this.intermediateSize = f('intermediate_size');
-    this.projectionDim = f('projection_dim');
-    this.numHiddenLayers = f('num_hidden_layers');
-    this.numAttentionHeads = f('num_attention_heads');
-    this.numChannels = f('num_channels');
-    this.imageSize = f('image_size');
-    this.patchSize = f('patch_size');
-    this.hiddenAct = f('hidden_act');
-    this.layerNormEps = f('layer_norm_eps');
-    this.attentionDropout = f('attention_dropout');
-    this.initializerRange = f('initializer_range');
-    this.initializerFactor = f('initializer_factor');
-    for (const key of ['hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
-      'num_channels', 'image_size', 'patch_size', 'layer_norm_eps'] as const) {
-      positive(where, key, f<number>(key));
-    }
+    readFields(this, VISION_FIELDS, json, where);
     divisible(where, this.hiddenSize, this.numAttentionHeads);
-    if (this.patchSize > this.imageSize) {
-      throw new Error(`${where}: "patch_size" (${this.patchSize}) is larger than "image_size" (${this.imageSize})`);
-    }
+    relation(this.patchSize <= this.imageSize, where,
+      `"patch_size" (${this.patchSize}) is larger than "image_size" (${this.imageSize})`);
+    relation(this.gridSize ** 2 + 1 <= MAX_PATCHES, where,
+      `"image_size" (${this.imageSize}) / "patch_size" (${this.patchSize}) gives ${this.gridSize ** 2} patches, over the ${MAX_PATCHES - 1} any ViT uses`);
   }
 
   /** Number of patches per side at the configured image size. */
@@ -255,54 +262,35 @@ export class AltCLIPVisionConfig {
 
   /** Like transformers': a full `altclip` config yields its `vision_config`. */
   static async fromPretrained(pathOrRepoId: string, options: PretrainedOptions = {}): Promise<AltCLIPVisionConfig> {
-    const json = await readConfigJson(pathOrRepoId, options);
+    const { file, json } = await readConfigJson(pathOrRepoId, options);
     if (json.model_type === 'altclip') {
-      return new AltCLIPVisionConfig(asObject(json.vision_config ?? {}, 'config.json: "vision_config"'));
+      return new AltCLIPVisionConfig(asObject(json.vision_config ?? {}, `${file}: "vision_config"`), `${file}: vision_config`);
     }
-    return new AltCLIPVisionConfig(json, 'config.json');
+    return new AltCLIPVisionConfig(json, file);
   }
 
   toJSON(): Json {
-    return {
-      hidden_size: this.hiddenSize, intermediate_size: this.intermediateSize,
-      projection_dim: this.projectionDim, num_hidden_layers: this.numHiddenLayers,
-      num_attention_heads: this.numAttentionHeads, num_channels: this.numChannels,
-      image_size: this.imageSize, patch_size: this.patchSize, hidden_act: this.hiddenAct,
-      layer_norm_eps: this.layerNormEps, attention_dropout: this.attentionDropout,
-      initializer_range: this.initializerRange, initializer_factor: this.initializerFactor,
-      model_type: AltCLIPVisionConfig.modelType,
-    };
+    return { ...writeFields(this, VISION_FIELDS), model_type: AltCLIPVisionConfig.modelType };
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// AltCLIPConfig: both towers plus the shared projection.
 
-const MODEL_DEFAULTS = { projection_dim: 768, logit_scale_init_value: 2.6592 };
-const MODEL_KINDS: Record<keyof typeof MODEL_DEFAULTS, FieldKind> = {
-  projection_dim: 'int', logit_scale_init_value: 'number',
-};
+export interface AltCLIPConfig extends Props<typeof MODEL_FIELDS> {}
 
+/** Both towers plus the shared projection. */
 export class AltCLIPConfig {
   static readonly modelType = 'altclip';
   readonly textConfig: AltCLIPTextConfig;
   readonly visionConfig: AltCLIPVisionConfig;
-  readonly projectionDim: number;
-  readonly logitScaleInitValue: number;
 
   constructor(json: Json, where = 'config') {
-    if (!('text_config' in json) || json.text_config === undefined || json.text_config === null) {
-      throw new Error(`${where}: "text_config" is missing`);
-    }
-    if (!('vision_config' in json) || json.vision_config === undefined || json.vision_config === null) {
-      throw new Error(`${where}: "vision_config" is missing`);
+    for (const key of ['text_config', 'vision_config']) {
+      if (!Object.hasOwn(json, key) || json[key] === undefined || json[key] === null) throw new Error(`${where}: "${key}" is missing`);
     }
     this.textConfig = new AltCLIPTextConfig(asObject(json.text_config, `${where}: "text_config"`), `${where}: text_config`);
     this.visionConfig = new AltCLIPVisionConfig(asObject(json.vision_config, `${where}: "vision_config"`), `${where}: vision_config`);
-    const f = <T>(key: keyof typeof MODEL_DEFAULTS) => field<T>(json, MODEL_DEFAULTS, MODEL_KINDS, key, where);
-    this.projectionDim = f('projection_dim');
-    this.logitScaleInitValue = f('logit_scale_init_value');
-    positive(where, 'projection_dim', this.projectionDim);
+    readFields(this, MODEL_FIELDS, json, where);
   }
 
   /** transformers' AltCLIPConfig.from_text_vision_configs. */
@@ -317,9 +305,9 @@ export class AltCLIPConfig {
   }
 
   static async fromPretrained(pathOrRepoId: string, options: PretrainedOptions = {}): Promise<AltCLIPConfig> {
-    const json = await readConfigJson(pathOrRepoId, options);
+    const { file, json } = await readConfigJson(pathOrRepoId, options);
     if (json.model_type !== undefined && json.model_type !== 'altclip') {
-      throw new Error(`${pathOrRepoId}: config.json has model_type ${JSON.stringify(json.model_type)}, expected "altclip"`);
+      throw new Error(`${file}: config.json has model_type ${describe(json.model_type)}, expected "altclip"`);
     }
     return new AltCLIPConfig(json, `${pathOrRepoId}/config.json`);
   }
@@ -328,8 +316,7 @@ export class AltCLIPConfig {
     return {
       text_config: this.textConfig.toJSON(),
       vision_config: this.visionConfig.toJSON(),
-      projection_dim: this.projectionDim,
-      logit_scale_init_value: this.logitScaleInitValue,
+      ...writeFields(this, MODEL_FIELDS),
       model_type: AltCLIPConfig.modelType,
     };
   }

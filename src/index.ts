@@ -13,5 +13,5 @@ export * from './image/index.js';
 export { AltCLIPProcessor, type ProcessInputs, type ProcessorOutput } from './processor.js';
 export * from './tasks/index.js';
 export { HubError, resolveFile, type PretrainedOptions } from './hub/index.js';
-export { loadWeights, openSafetensors, openTorchBin, type TensorRef, type Weights } from './weights/index.js';
 export * from './search/index.js';
+export { findNonFinite, loadWeights, openSafetensors, openTorchBin, type TensorRef, type Weights } from './weights/index.js';

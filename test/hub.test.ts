@@ -463,4 +463,34 @@ describe('progress and concurrency', () => {
       await new Promise<void>((resolve) => plain.close(() => resolve()));
     }
   });
+
+  it('an ETag too long for a file name (300 characters) is refused with the hub context, not ENAMETOOLONG', async () => {
+    const etag = 'a'.repeat(300);
+    const longEtag = http.createServer((_req, res) => {
+      res.writeHead(200, { 'X-Repo-Commit': C1, ETag: `"${etag}"`, 'Content-Length': '2' });
+      res.end(_req.method === 'HEAD' ? undefined : '{}');
+    });
+    await new Promise<void>((resolve) => longEtag.listen(0, '127.0.0.1', resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(longEtag.address() as AddressInfo).port}`;
+      const error = await rejectsWith(download('org/tiny', 'config.json', {}, { HF_ENDPOINT: endpoint }), 'LocalEntryNotFound', 'org/tiny', 'config.json', 'ETag');
+      assert.doesNotMatch(error.message, /ENAMETOOLONG/);
+      assert.ok(error.message.length < 1000, 'the ETag is not quoted in full');
+    } finally {
+      longEtag.closeAllConnections();
+      await new Promise<void>((resolve) => longEtag.close(() => resolve()));
+    }
+  });
 });
+
+describe('the token and redirects', () => {
+  it('a redirect to another origin (the CDN) drops Authorization; a same-origin (relative) redirect keeps it', async () => {
+    // huggingface_hub's http_get: the token goes to the hub only, never to a signed CDN URL
+    await download('org/private', 'model.safetensors', { token: server.token });
+    const sent = server.requests.filter((r) => r.path.includes('model.safetensors') || r.server === 'cdn');
+    assert.ok(sent.some((r) => r.server === 'cdn'), 'the LFS file came from the other origin');
+    for (const r of sent) assert.equal(r.authorization, r.server === 'hub' ? `Bearer ${server.token}` : undefined, `${r.server} ${r.method} ${r.path}`);
+    assert.notEqual(new URL(server.cdnOrigin).origin, new URL(server.endpoint).origin);
+  });
+});
+

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { DTYPE_BITS, loadWeights, makeWeights, openSafetensors, openTorchBin, readTensorBytes, type TensorRef } from '../src/weights/index.js';
+import { DTYPE_BITS, loadWeights, makeWeights, openSafetensors, openTorchBin, readTensorBytes, toFloat32, type TensorRef } from '../src/weights/index.js';
 import {
   Pickle, contiguousStride, legacyTorchBytes, rawSafetensors, safetensorsBytes, stateDictPickle, torchBinBytes, writeFile, zipBytes, type RawTensor,
 } from './weights_fixtures.js';
@@ -130,11 +130,14 @@ describe('safetensors dtypes', () => {
       { name: 'i8', dtype: 'I8', shape: [2], bytes: Buffer.from([0xff, 0x7f]) },
     ]));
     const w = await loadWeights(d);
-    assert.deepEqual([...w.readFloat32('h')], [1, -2, Math.fround(0.333251953125), 2 ** -24, Infinity, 65504]);
+    // (readFloat32 refuses non-finite values, naming the tensor; the conversion itself keeps them)
+    assert.throws(() => w.readFloat32('h'), (e: Error) => e.message.includes(path.join(d, 'model.safetensors')) && /tensor h holds a non-finite value \(Infinity\) at element 4/.test(e.message));
+    assert.deepEqual([...toFloat32('F16', readTensorBytes(w.tensors.get('h')!))], [1, -2, Math.fround(0.333251953125), 2 ** -24, Infinity, 65504]);
     assert.deepEqual([...w.readFloat32('b')], [1, -5, 3.140625, 0]);
     assert.deepEqual([...w.readFloat32('d')], [Math.fround(Math.PI), Math.fround(-1e-3)]);
     assert.deepEqual([...w.readFloat32('e4')], [1, -2, 448, 2 ** -9]);
-    assert.deepEqual([...w.readFloat32('e5')], [1, Infinity, -0]);
+    assert.throws(() => w.readFloat32('e5'), /tensor e5 holds a non-finite value \(Infinity\) at element 1/);
+    assert.deepEqual([...toFloat32('F8_E5M2', readTensorBytes(w.tensors.get('e5')!))], [1, Infinity, -0]);
     assert.deepEqual([...w.readFloat32('l')], [-5, 2 ** 40]);
     assert.deepEqual([...w.readFloat32('i8')], [-1, 127]);
     assert.equal(w.tensors.get('b')!.dtype, 'BF16');

@@ -39,9 +39,15 @@ export function isSafeRelativePath(p: string): boolean {
   return p.split('/').every((part) => part !== '' && part !== '.' && part !== '..');
 }
 
+/**
+ * Longest etag used as a file name: the hub's are 40 (git sha1) or 64 (sha256) characters; with
+ * ".incomplete" / ".altclip.lock" appended, 200 stays under every file system's 255-byte limit.
+ */
+export const MAX_ETAG_LENGTH = 200;
+
 /** Blob names come from the server's etag: they must be a single plain file name. */
 export function isSafeBlobName(etag: string): boolean {
-  return /^[A-Za-z0-9._-]+$/.test(etag) && etag !== '.' && etag !== '..' && !etag.endsWith('.incomplete');
+  return etag.length <= MAX_ETAG_LENGTH && /^[A-Za-z0-9._-]+$/.test(etag) && etag !== '.' && etag !== '..' && !etag.endsWith('.incomplete');
 }
 
 export class RepoCache {

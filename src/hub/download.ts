@@ -2,10 +2,11 @@
 // it. Follows huggingface_hub's _hf_hub_download_to_cache_dir step by step.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { COMMIT_HASH, SHA256, RepoCache, isSafeBlobName } from './cache.js';
+import { COMMIT_HASH, MAX_ETAG_LENGTH, SHA256, RepoCache, isSafeBlobName } from './cache.js';
 import { HubError, type HubFileRef } from './errors.js';
 import { downloadToFile, fetchMetadata, NetworkError, resolveUrl, type FileMetadata } from './http.js';
 import { hubSettings, type Env, type HubSettings } from './settings.js';
+import { describe } from '../untrusted.js';
 
 export interface HubDownloadOptions {
   revision?: string;
@@ -168,9 +169,12 @@ function lockIsStale(lockFile: string): boolean {
 
 function metadataProblem(meta: FileMetadata, endpoint: string): string | null {
   if (!meta.commit || !COMMIT_HASH.test(meta.commit)) {
-    return `no valid X-Repo-Commit header (got ${JSON.stringify(meta.commit)}): is ${endpoint} a hub?`;
+    return `no valid X-Repo-Commit header (got ${describe(meta.commit)}): is ${endpoint} a hub?`;
   }
-  if (!meta.etag || !isSafeBlobName(meta.etag)) return `no usable ETag (got ${JSON.stringify(meta.etag)})`;
+  if (!meta.etag || !isSafeBlobName(meta.etag)) {
+    const got = meta.etag && meta.etag.length > MAX_ETAG_LENGTH ? `${meta.etag.length} characters, over ${MAX_ETAG_LENGTH}` : describe(meta.etag);
+    return `no usable ETag (got ${got})`;
+  }
   if (meta.size === null) return 'no Content-Length / X-Linked-Size';
   return null;
 }

@@ -75,7 +75,7 @@ export const ACT2FN: Record<string, (g: GraphBuilder, x: string) => string> = {
 };
 
 export function activation(name: string, where: string): (g: GraphBuilder, x: string) => string {
-  const fn = ACT2FN[name];
+  const fn = Object.hasOwn(ACT2FN, name) ? ACT2FN[name] : undefined; // never an inherited property ("toString")
   if (!fn) {
     throw new Error(`${where}: unsupported hidden_act ${JSON.stringify(name)} (supported: ${Object.keys(ACT2FN).join(', ')})`);
   }

@@ -3,6 +3,7 @@
 // normalizer + unigram model as the .model loader, so both follow sentencepiece (the slow tokenizer).
 import { PieceKind, type UnigramVocab } from './unigram.js';
 import type { NormalizerOptions } from './normalizer.js';
+import { describe, parseJsonBounded } from '../untrusted.js';
 
 export interface AddedTokenSpec {
   id: number;
@@ -23,6 +24,10 @@ export interface TokenizerJson {
 
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+
+/** Real tokenizer.json files nest 6 levels at most (normalizer Sequence -> Replace -> pattern). */
+const MAX_DEPTH = 32;
 
 export function parseTokenizerJson(text: string, file: string): TokenizerJson {
   const fail = (why: string): never => {
@@ -30,25 +35,36 @@ export function parseTokenizerJson(text: string, file: string): TokenizerJson {
   };
   let root: unknown;
   try {
-    root = JSON.parse(text);
+    root = parseJsonBounded(text, MAX_DEPTH);
   } catch (e) {
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
   if (!isObject(root)) return fail('top level is not an object');
   const model = root.model;
   if (!isObject(model)) return fail('no "model"');
-  if (model.type !== 'Unigram') return fail(`model type ${JSON.stringify(model.type)}, expected "Unigram"`);
+  if (model.type !== 'Unigram') return fail(`model type ${describe(model.type)}, expected "Unigram"`);
   if (model.byte_fallback === true) return fail('byte_fallback is not supported');
   const rawVocab = model.vocab;
   if (!Array.isArray(rawVocab) || rawVocab.length === 0) return fail('model.vocab is not a non-empty list');
   const unkId = model.unk_id;
-  if (typeof unkId !== 'number' || !Number.isInteger(unkId) || unkId < 0 || unkId >= rawVocab.length) {
+  if (!isInt(unkId) || unkId < 0 || unkId >= rawVocab.length) {
     return fail('model.unk_id is missing or out of range');
   }
 
+  // Added tokens either name a vocabulary id (<s>, <pad>, </s>, <unk>) or extend the vocabulary
+  // (<mask>): ids are integers in [0, vocab + number of added tokens), each used once.
   const addedTokens: AddedTokenSpec[] = [];
-  for (const t of Array.isArray(root.added_tokens) ? root.added_tokens : []) {
-    if (!isObject(t) || typeof t.id !== 'number' || typeof t.content !== 'string') return fail('bad entry in added_tokens');
+  const rawAdded = root.added_tokens ?? [];
+  if (!Array.isArray(rawAdded)) return fail('added_tokens is not a list');
+  const idLimit = rawVocab.length + rawAdded.length;
+  const seenIds = new Set<number>();
+  for (const [i, t] of rawAdded.entries()) {
+    if (!isObject(t) || typeof t.content !== 'string' || t.content === '') return fail(`added_tokens[${i}] is not a token with a non-empty "content"`);
+    if (!isInt(t.id) || t.id < 0 || t.id >= idLimit) {
+      return fail(`added_tokens[${i}] (${describe(t.content)}) has id ${describe(t.id)}, not an integer in [0, ${idLimit})`);
+    }
+    if (seenIds.has(t.id)) return fail(`added_tokens[${i}] (${describe(t.content)}) reuses id ${t.id}`);
+    seenIds.add(t.id);
     addedTokens.push({
       id: t.id,
       content: t.content,
@@ -69,7 +85,7 @@ export function parseTokenizerJson(text: string, file: string): TokenizerJson {
   let total = 0;
   for (let i = 0; i < n; i++) {
     const entry = rawVocab[i];
-    if (!Array.isArray(entry) || typeof entry[0] !== 'string' || typeof entry[1] !== 'number' || entry[0] === '') {
+    if (!Array.isArray(entry) || typeof entry[0] !== 'string' || typeof entry[1] !== 'number' || !Number.isFinite(entry[1]) || entry[0] === '') {
       return fail(`model.vocab[${i}] is not a [piece, score] pair`);
     }
     pieces[i] = entry[0];
@@ -128,7 +144,7 @@ function parseNormalization(root: Json, fail: (why: string) => never): Normalize
       // (Converters before transformers 4.3x replaced with " ", later ones with "▁".)
       spec.removeExtraWhitespaces = true;
     } else {
-      return fail(`normalizer ${JSON.stringify(n.type)} is not one a sentencepiece model produces`);
+      return fail(`normalizer ${describe(n.type)} is not one a sentencepiece model produces`);
     }
   }
   const pre = root.pre_tokenizer;
@@ -141,7 +157,7 @@ function parseNormalization(root: Json, fail: (why: string) => never): Normalize
   for (const p of pres) {
     if (!isObject(p)) return fail('bad pre_tokenizer');
     if (p.type === 'WhitespaceSplit') continue;
-    if (p.type !== 'Metaspace') return fail(`pre_tokenizer ${JSON.stringify(p.type)} is not supported`);
+    if (p.type !== 'Metaspace') return fail(`pre_tokenizer ${describe(p.type)} is not supported`);
     if (p.replacement !== undefined && p.replacement !== '▁') return fail('Metaspace replacement other than "▁"');
     sawMetaspace = true;
     const scheme = p.prepend_scheme;

@@ -141,3 +141,33 @@ export function toFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
       throw new Error(`${dtype} values have no float32 conversion`);
   }
 }
+
+/**
+ * Index of the first NaN or infinity among a float tensor's raw bytes, -1 if none (and for
+ * non-float dtypes). Tests the exponent bits only, so it costs about a nanosecond per element.
+ */
+export function firstNonFinite(dtype: DType, bytes: Uint8Array): number {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  switch (dtype) {
+    case 'F32': {
+      const n = bytes.byteLength >> 2;
+      const u = bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, n) : null;
+      for (let i = 0; i < n; i++) {
+        const v = u ? u[i] : dv.getUint32(i * 4, true);
+        if ((v & 0x7f800000) === 0x7f800000) return i;
+      }
+      return -1;
+    }
+    case 'F16':
+      for (let i = 0; i < bytes.byteLength >> 1; i++) if ((dv.getUint16(i * 2, true) & 0x7c00) === 0x7c00) return i;
+      return -1;
+    case 'BF16':
+      for (let i = 0; i < bytes.byteLength >> 1; i++) if ((dv.getUint16(i * 2, true) & 0x7f80) === 0x7f80) return i;
+      return -1;
+    case 'F64':
+      for (let i = 0; i < bytes.byteLength >> 3; i++) if ((dv.getUint32(i * 8 + 4, true) & 0x7ff00000) === 0x7ff00000) return i;
+      return -1;
+    default:
+      return -1;
+  }
+}

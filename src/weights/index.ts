@@ -3,11 +3,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveFile, type PretrainedOptions } from '../hub/index.js';
-import { readTensorBytes, toFloat32, type TensorRef } from './dtype.js';
+import { firstNonFinite, MAX_READ, readTensorBytes, toFloat32, type TensorRef } from './dtype.js';
 import { openSafetensors } from './safetensors.js';
 import { openTorchBin } from './torch.js';
+import { describe, parseJsonBounded } from '../untrusted.js';
 
-export { DTYPE_BITS, readTensorBytes, toFloat32, type DType, type TensorRef } from './dtype.js';
+export { DTYPE_BITS, firstNonFinite, readTensorBytes, toFloat32, type DType, type TensorRef } from './dtype.js';
 export { openSafetensors } from './safetensors.js';
 export { openTorchBin } from './torch.js';
 
@@ -40,20 +41,68 @@ export async function loadWeights(pathOrRepoId: string, options: PretrainedOptio
 export function makeWeights(tensors: Map<string, TensorRef>): Weights {
   return {
     tensors,
-    files: [...new Set([...tensors.values()].filter((t) => !t.data).map((t) => t.file))],
+    // (an in-memory tensor's data may be computed on first access: tell them apart without it)
+    files: [...new Set([...tensors.values()].filter((t) => !Object.hasOwn(t, 'data')).map((t) => t.file))],
     readFloat32(name: string): Float32Array {
       const ref = tensors.get(name);
       if (!ref) throw new Error(`no tensor named ${name} in the weights (${[...new Set([...tensors.values()].map((t) => t.file))].join(', ')})`);
       const bytes = readTensorBytes(ref);
+      let values: Float32Array;
       // bytes read from the file are a fresh, aligned buffer: F32 needs no second copy
-      if (ref.dtype === 'F32' && !ref.data) return new Float32Array(bytes.buffer, 0, ref.byteLength / 4);
-      try {
-        return toFloat32(ref.dtype, bytes);
-      } catch (e) {
-        throw new Error(`${ref.file}: tensor ${name}: ${(e as Error).message}`);
+      if (ref.dtype === 'F32' && !ref.data) values = new Float32Array(bytes.buffer, 0, ref.byteLength / 4);
+      else {
+        try {
+          values = toFloat32(ref.dtype, bytes);
+        } catch (e) {
+          throw new Error(`${ref.file}: tensor ${name}: ${(e as Error).message}`);
+        }
       }
+      // Values we read ourselves are checked: safetensors and legacy .bin carry no checksum, and a
+      // NaN here (logit_scale, position embeddings, q8 sources) would only show as NaN features.
+      const bad = firstNonFinite('F32', new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+      if (bad >= 0) throw new Error(`${ref.file}: tensor ${name} holds a non-finite value (${values[bad]}) at element ${bad}`);
+      return values;
     },
   };
+}
+
+/** Chunk for scanning tensors in place (a multiple of every element size). */
+const SCAN_CHUNK = 16 * 1024 * 1024;
+
+/**
+ * The float tensors holding a NaN or infinity (name and first bad element), read in chunks from
+ * their files: what to call when a model's outputs are not finite, to say which weight is to blame.
+ * Reads every byte of the checkpoint (see BENCHMARKS.md for its cost on the full-size model).
+ */
+export function findNonFinite(weights: Pick<Weights, 'tensors'>, names: Iterable<string> = weights.tensors.keys()): { name: string; file: string; index: number }[] {
+  const found: { name: string; file: string; index: number }[] = [];
+  const buf = Buffer.allocUnsafe(SCAN_CHUNK);
+  for (const name of names) {
+    const ref = weights.tensors.get(name);
+    if (!ref || !['F32', 'F16', 'BF16', 'F64'].includes(ref.dtype)) continue;
+    const itemsize = ref.dtype === 'F64' ? 8 : ref.dtype === 'F32' ? 4 : 2;
+    if (Object.hasOwn(ref, 'data')) {
+      const i = firstNonFinite(ref.dtype, ref.data!);
+      if (i >= 0) found.push({ name, file: ref.file, index: i });
+      continue;
+    }
+    const fd = fs.openSync(ref.file, 'r');
+    try {
+      for (let done = 0; done < ref.byteLength;) {
+        const got = fs.readSync(fd, buf, 0, Math.min(SCAN_CHUNK, MAX_READ, ref.byteLength - done), ref.offset + done);
+        if (got === 0) throw new Error(`${ref.file}: file ends inside tensor ${name} (truncated since it was opened?)`);
+        const i = firstNonFinite(ref.dtype, buf.subarray(0, got - (got % itemsize)));
+        if (i >= 0) {
+          found.push({ name, file: ref.file, index: done / itemsize + i });
+          break;
+        }
+        done += got - (got % itemsize);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  return found;
 }
 
 /**
@@ -73,7 +122,7 @@ async function openSharded(
   if (fs.statSync(indexFile).size > MAX_INDEX_BYTES) fail('over 64 MB');
   let index: unknown;
   try {
-    index = JSON.parse(fs.readFileSync(indexFile, 'utf8'));
+    index = parseJsonBounded(fs.readFileSync(indexFile, 'utf8'), 8); // real ones nest 2 levels
   } catch (e) {
     fail(`not valid JSON (${(e as Error).message})`);
   }
@@ -81,10 +130,10 @@ async function openSharded(
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) fail('no "weight_map" object');
   const byShard = new Map<string, string[]>();
   for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
-    if (typeof shard !== 'string') fail(`"${name}" maps to ${JSON.stringify(shard)}, not a file name`);
+    if (typeof shard !== 'string') fail(`${describe(name)} maps to ${describe(shard)}, not a file name`);
     const s = shard as string;
     if (s === '' || path.isAbsolute(s) || s.includes('\\') || s.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')) {
-      fail(`shard name ${JSON.stringify(s)} is not a plain relative file name`);
+      fail(`shard name ${describe(s)} is not a plain relative file name`);
     }
     byShard.set(s, [...(byShard.get(s) ?? []), name]);
   }

@@ -5,9 +5,12 @@
 // exactly numel * itemsize bytes, and the last one ends at the end of the file.
 import * as fs from 'node:fs';
 import { byteSize, isDType, numelOf, type TensorRef } from './dtype.js';
+import { describe, jsonDepth } from '../untrusted.js';
 
 /** The Rust reader refuses headers above 100 MB (`HeaderTooLarge`). */
 const MAX_HEADER = 100_000_000;
+/** A header nests 3 levels ({name: {shape: [...]}}); deeper ones are refused before parsing. */
+const MAX_HEADER_DEPTH = 4;
 
 /** The tensors of a safetensors file, by name, after validating its header. */
 export function openSafetensors(file: string): Map<string, TensorRef> {
@@ -32,8 +35,11 @@ export function openSafetensors(file: string): Map<string, TensorRef> {
     if (headerBuf[0] !== 0x7b) fail('header does not start with "{"');
     let header: unknown;
     try {
-      header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBuf));
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(headerBuf);
+      if (jsonDepth(text, MAX_HEADER_DEPTH) > MAX_HEADER_DEPTH) fail(`header nests deeper than the ${MAX_HEADER_DEPTH} levels of {name: {shape: [...]}}`);
+      header = JSON.parse(text);
     } catch (e) {
+      if ((e as Error).message.startsWith(file)) throw e;
       fail(`header is not valid JSON (${(e as Error).message})`);
     }
     if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
@@ -48,24 +54,25 @@ export function openSafetensors(file: string): Map<string, TensorRef> {
         if (!ok) fail('"__metadata__" must map strings to strings');
         continue;
       }
-      const bad = (problem: string) => fail(`tensor "${name}": ${problem}`);
+      const bad = (problem: string) => fail(`tensor ${describe(name)}: ${problem}`);
       if (typeof info !== 'object' || info === null) bad('entry is not an object');
       const { dtype, shape, data_offsets: offs } = info as Record<string, unknown>;
-      if (!isDType(dtype)) bad(`unknown dtype ${JSON.stringify(dtype)}`);
+      if (!isDType(dtype)) bad(`unknown dtype ${describe(dtype)}`);
       if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-        bad(`shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+        bad(`shape ${describe(shape)} is not a list of non-negative integers`);
       }
       if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-        bad(`data_offsets ${JSON.stringify(offs)} is not a pair of non-negative integers`);
+        bad(`data_offsets ${describe(offs)} is not a pair of non-negative integers`);
       }
       const [begin, end] = offs as [number, number];
       if (end < begin) bad(`data_offsets [${begin}, ${end}] end before they begin`);
       if (end > dataLen) bad(`data_offsets [${begin}, ${end}] run past the end of the data (${dataLen} bytes; truncated?)`);
       const numel = numelOf(shape as number[]);
-      const bytes = numel === null ? null : byteSize(dtype as never, numel);
-      if (bytes === null) bad(`shape ${JSON.stringify(shape)} of ${dtype} is not a whole number of bytes`);
+      if (numel === null) bad(`shape ${describe(shape)} has more elements than can be counted (over 2^53)`);
+      const bytes = byteSize(dtype as never, numel as number);
+      if (bytes === null) bad(`shape ${describe(shape)} of ${dtype} is not a whole number of bytes`);
       if (bytes !== end - begin) {
-        bad(`shape ${JSON.stringify(shape)} of ${dtype} needs ${bytes} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
+        bad(`shape ${describe(shape)} of ${dtype} needs ${bytes} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
       }
       entries.push({
         ref: { name, dtype: dtype as never, shape: shape as number[], file: real, offset: dataStart + begin, byteLength: end - begin },

@@ -8,7 +8,8 @@
 import * as fs from 'node:fs';
 import { DTYPE_BITS, numelOf, readTensorBytes, type DType, type TensorRef } from './dtype.js';
 import { loadPickle, PyGlobal, pyTypeName, unpickle } from './unpickler.js';
-import { ZipFile } from './zip.js';
+import { readZipEntry, ZipFile } from './zip.js';
+import { describe } from '../untrusted.js';
 
 /** data.pkl of real checkpoints is well under 10 MB (about 100 bytes per tensor). */
 const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
@@ -40,7 +41,7 @@ export function stateDictGlobals(source: string): Map<string, PyGlobal> {
     throw new Error(`${source}: ${problem}`);
   };
   const dims = (v: unknown, what: string): number[] => {
-    if (!Array.isArray(v) || !v.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor ${what} ${String(v)} is not a tuple of non-negative ints`);
+    if (!Array.isArray(v) || !v.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor ${what} ${describe(v)} is not a tuple of non-negative ints`);
     return v as number[];
   };
   const tensorArg = (v: unknown, fn: string): TensorDesc => (isTensor(v) ? v : fail(`${fn} expects a tensor, got ${pyTypeName(v)}`));
@@ -48,7 +49,7 @@ export function stateDictGlobals(source: string): Map<string, PyGlobal> {
   const rebuildTensor = (args: readonly unknown[], fn: string): TensorDesc => {
     const [storage, offset, size, stride] = args;
     if (typeof storage !== 'object' || storage === null || !('numel' in storage)) fail(`${fn}: first argument is a ${pyTypeName(storage)}, not a storage`);
-    if (!Number.isSafeInteger(offset) || (offset as number) < 0) fail(`${fn}: storage_offset ${String(offset)} is not a non-negative int`);
+    if (!Number.isSafeInteger(offset) || (offset as number) < 0) fail(`${fn}: storage_offset ${describe(offset)} is not a non-negative int`);
     const shape = dims(size, 'size');
     const strides = dims(stride, 'stride');
     if (shape.length !== strides.length) fail(`${fn}: size has ${shape.length} dims but stride has ${strides.length}`);
@@ -107,10 +108,23 @@ export function openTorchBin(file: string): Map<string, TensorRef> {
   if (isLegacyFormat(real)) return readLegacy(file, real);
   const zip = ZipFile.open(real);
   try {
-    return readZip(file, real, zip);
+    const stamp = fileStamp(real);
+    const tensors = readZip(file, real, zip, crcChecked.get(real) === stamp);
+    crcChecked.set(real, stamp);
+    return tensors;
   } finally {
     zip.close();
   }
+}
+
+/**
+ * Files whose stored entries passed their CRC-32 check in this process, with the (size, mtime,
+ * inode) they had: opening the same unchanged file again (each tower, a reload) skips the re-read.
+ */
+const crcChecked = new Map<string, string>();
+function fileStamp(file: string): string {
+  const st = fs.statSync(file, { bigint: true });
+  return `${st.size}:${st.mtimeNs}:${st.ino}`;
 }
 
 type Fail = (problem: string) => never;
@@ -130,8 +144,8 @@ function storageLoader(fail: Fail, storages: Map<string, Storage>, legacy: boole
     }
     const [, type, key, , numel, view] = pid as unknown[];
     if (!(type instanceof StorageType)) fail(`storage type ${pyTypeName(type)} is not supported`);
-    if (typeof key !== 'string' || !/^[\w.-]+$/.test(key)) fail(`storage key ${JSON.stringify(key)} is not a plain name`);
-    if (!Number.isSafeInteger(numel) || (numel as number) < 0) fail(`storage ${key} has a bad element count ${String(numel)}`);
+    if (typeof key !== 'string' || !/^[\w.-]+$/.test(key)) fail(`storage key ${describe(key)} is not a plain name`);
+    if (!Number.isSafeInteger(numel) || (numel as number) < 0) fail(`storage ${key} has a bad element count ${describe(numel)}`);
     if (legacy && view !== null) fail(`storage ${key} is a storage view, which is not supported`);
     const storage = { key: key as string, dtype: (type as StorageType).dtype, numel: numel as number };
     const seen = storages.get(storage.key);
@@ -144,7 +158,7 @@ function storageLoader(fail: Fail, storages: Map<string, Storage>, legacy: boole
 /** Where a storage's bytes are: `offset` in the file when stored as is, and its bytes on demand. */
 interface StorageLocation { offset: number | null; bytes: () => Uint8Array }
 
-function readZip(file: string, real: string, zip: ZipFile): Map<string, TensorRef> {
+function readZip(file: string, real: string, zip: ZipFile, crcKnownGood: boolean): Map<string, TensorRef> {
   const fail = failFor(file);
   const pkls = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (pkls.length !== 1) fail(pkls.length ? `several data.pkl entries (${pkls.join(', ')})` : 'no <folder>/data.pkl entry');
@@ -157,14 +171,23 @@ function readZip(file: string, real: string, zip: ZipFile): Map<string, TensorRe
     source, globals: stateDictGlobals(source), persistentLoad: storageLoader(fail, new Map(), false),
   });
 
+  // Bytes of compressed entries are read (and inflated) only when a tensor's data is first asked
+  // for, which the model does only after the weights' shapes matched its config: a small entry
+  // declaring a huge size costs nothing unless the config itself needs that much.
   const inflated = new Map<string, Uint8Array>();
+  const checked = new Set<string>();
   const locate = (s: Storage): StorageLocation => {
     const entry = zip.entries.get(`${prefix}data/${s.key}`) ?? fail(`no entry ${prefix}data/${s.key} for storage ${s.key}`);
     const expected = s.numel * (DTYPE_BITS[s.dtype] / 8);
     if (entry.size !== expected) fail(`entry ${entry.name} holds ${entry.size} bytes, but its storage has ${s.numel} ${s.dtype} elements (${expected} bytes)`);
+    // Stored entries are used in place (ONNX external data): their CRC-32 is checked here, once.
+    if (entry.method === 0 && !crcKnownGood && !checked.has(entry.name)) {
+      zip.checkStoredCrc(entry);
+      checked.add(entry.name);
+    }
     const bytes = () => {
       let b = inflated.get(entry.name);
-      if (!b) inflated.set(entry.name, (b = zip.readEntry(entry)));
+      if (!b) inflated.set(entry.name, (b = readZipEntry(real, entry)));
       return b;
     };
     return { offset: entry.method === 0 ? entry.dataOffset : null, bytes };
@@ -193,7 +216,7 @@ function readLegacy(file: string, real: string): Map<string, TensorRef> {
     };
     if (next('magic number') !== 0x1950a86a20f9469cfc6cn) fail('not a torch.save file (wrong magic number)');
     const protocol = next('protocol version');
-    if (protocol !== 1001) fail(`unsupported legacy protocol version ${String(protocol)}`);
+    if (protocol !== 1001) fail(`unsupported legacy protocol version ${describe(protocol)}`);
     const sysInfo = next('sys_info');
     if (!(sysInfo instanceof Map) || sysInfo.get('little_endian') !== true) fail('tensors are stored big-endian');
     const storages = new Map<string, Storage>();
@@ -229,8 +252,8 @@ function tensorRefs(fail: Fail, real: string, obj: unknown, locate: (s: Storage)
   if (!(obj instanceof Map)) fail(`the pickle holds a ${pyTypeName(obj)}, not a state dict`);
   const out = new Map<string, TensorRef>();
   for (const [name, t] of obj as Map<unknown, unknown>) {
-    if (typeof name !== 'string') fail(`state dict key ${String(name)} is not a string`);
-    if (!isTensor(t)) fail(`state dict entry "${String(name)}" is a ${pyTypeName(t)}, not a tensor`);
+    if (typeof name !== 'string') fail(`state dict key ${describe(name)} is not a string`);
+    if (!isTensor(t)) fail(`state dict entry ${describe(name)} is a ${pyTypeName(t)}, not a tensor`);
     const { storage, storageOffset, size, stride } = t as TensorDesc;
     const itemsize = DTYPE_BITS[storage.dtype] / 8;
     const numel = numelOf(size) ?? fail(`tensor "${name}" has too many elements`);
@@ -240,20 +263,49 @@ function tensorRefs(fail: Fail, real: string, obj: unknown, locate: (s: Storage)
       out.set(ref.name, ref);
       continue;
     }
+    const view = `tensor "${name}" (offset ${storageOffset}, size [${size}], stride [${stride}])`;
+    // Distinct elements at distinct places: a broadcast (stride 0) or overlapping view would make
+    // a one-element storage declare any number of elements (torch.save of a state dict writes
+    // parameters and buffers, which never overlap).
+    if (!nonOverlapping(size, stride)) fail(`${view} has overlapping or broadcast strides`);
     // The last element it reaches must lie inside the storage.
     const last = storageOffset + size.reduce((acc, d, i) => acc + (d - 1) * stride[i], 0);
-    if (last >= storage.numel) fail(`tensor "${name}" (offset ${storageOffset}, size [${size}], stride [${stride}]) reaches past its storage of ${storage.numel} elements`);
+    if (!(last < storage.numel)) fail(`${view} reaches past its storage of ${storage.numel} elements`);
     if (!isContiguous(size, stride)) {
-      // A strided view (e.g. a saved transpose): gather its elements into a contiguous copy.
-      ref.data = gather(where.bytes(), itemsize, storageOffset, size, stride, numel);
+      // A strided view (e.g. a saved transpose): gathered into a contiguous copy when first used.
+      lazyData(ref, () => gather(where.bytes(), itemsize, storageOffset, size, stride, numel));
     } else if (where.offset !== null) {
       ref.offset = where.offset + storageOffset * itemsize;
     } else {
-      ref.data = where.bytes().subarray(storageOffset * itemsize, (storageOffset + numel) * itemsize);
+      lazyData(ref, () => where.bytes().subarray(storageOffset * itemsize, (storageOffset + numel) * itemsize));
     }
     out.set(ref.name, ref);
   }
   return out;
+}
+
+/**
+ * `ref.data`, computed on first access (and kept): a compressed or strided tensor costs no memory
+ * or time until something reads it. The property exists from the start, so `Object.hasOwn(ref,
+ * 'data')` tells an in-memory tensor without materialising it.
+ */
+function lazyData(ref: TensorRef, compute: () => Uint8Array): void {
+  let data: Uint8Array | undefined;
+  Object.defineProperty(ref, 'data', { enumerable: true, get: () => (data ??= compute()) });
+}
+
+/**
+ * No two index tuples reach the same element: with the dims of size > 1 sorted by stride, each
+ * stride is at least the span of the ones below it (so no stride is 0).
+ */
+function nonOverlapping(size: number[], stride: number[]): boolean {
+  const dims = size.map((d, i) => [d, stride[i]]).filter(([d]) => d > 1).sort((a, b) => a[1] - b[1]);
+  let span = 1;
+  for (const [d, s] of dims) {
+    if (s < span) return false;
+    span = s * d;
+  }
+  return true;
 }
 
 /** Row-major contiguity, ignoring the stride of size-1 dims (as torch's is_contiguous does). */

@@ -12,6 +12,11 @@
 // Python values map to: None -> null, bool, int -> number (bigint beyond 2^53), float -> number,
 // str -> string, bytes/bytearray -> Uint8Array, list -> array, tuple -> frozen array,
 // dict -> Map, set/frozenset -> Set; allow-listed globals -> PyGlobal.
+//
+// Values may share parts through the memo (a list holding itself, or 2^40 paths to one list from 40
+// levels of [l, l]) and nest as deep as the pickle is long: consumers check their shape without
+// recursing over it, and describe it in errors with the bounded `describe`.
+import { describe } from '../untrusted.js';
 
 /** An allow-listed global. `call` runs for REDUCE / INST / OBJ, `construct` for NEWOBJ(_EX). */
 export class PyGlobal {
@@ -143,7 +148,7 @@ export function loadPickle(data: Uint8Array, options: UnpickleOptions): { value:
   };
   const parseInt10 = (s: string): number | bigint => {
     const t = s.trim().replace(/L$/, '');
-    if (!/^[+-]?\d+$/.test(t) || t.length > 2 * MAX_LONG_BYTES) fail(`${JSON.stringify(s)} is not an integer`);
+    if (!/^[+-]?\d+$/.test(t) || t.length > 2 * MAX_LONG_BYTES) fail(`${describe(s)} is not an integer`);
     return intOf(BigInt(t));
   };
   const key = (k: unknown): unknown => {
@@ -244,7 +249,7 @@ export function loadPickle(data: Uint8Array, options: UnpickleOptions): { value:
       case 0x46: { // FLOAT
         const s = line().trim();
         const v = /^[+-]?(inf|infinity)$/i.test(s) ? (s.startsWith('-') ? -Infinity : Infinity) : /^[+-]?nan$/i.test(s) ? NaN : Number(s);
-        if (s === '' || (Number.isNaN(v) && !/nan/i.test(s))) fail(`${JSON.stringify(s)} is not a float`);
+        if (s === '' || (Number.isNaN(v) && !/nan/i.test(s))) fail(`${describe(s)} is not a float`);
         push(v);
         break;
       }

@@ -55,15 +55,7 @@ export class ZipFile {
   }
 
   private read(position: number, length: number): Buffer {
-    if (position < 0 || position + length > this.size) this.fail(`a record at byte ${position} runs past the end of the file (truncated?)`);
-    const buf = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(this.fd, buf, done, Math.min(length - done, MAX_READ), position + done);
-      if (n === 0) this.fail(`file ends at byte ${position + done} (truncated?)`);
-      done += n;
-    }
-    return buf;
+    return readRange(this.fd, this.size, position, length, (problem) => this.fail(problem));
   }
 
   private readDirectory(): void {
@@ -141,6 +133,9 @@ export class ZipFile {
       }
       if (method !== 0 && method !== 8) this.fail(`entry ${name} uses compression method ${method} (only stored and deflate are supported)`);
       if (method === 0 && compressedSize !== size) this.fail(`stored entry ${name} has compressed size ${compressedSize} but size ${size}`);
+      if (method === 8 && size > compressedSize * MAX_DEFLATE_RATIO + 64) {
+        this.fail(`entry ${name} declares ${size} bytes, more than its ${compressedSize} deflated bytes can hold (at most ${MAX_DEFLATE_RATIO}:1)`);
+      }
       if (this.entries.has(name)) this.fail(`entry ${name} appears twice`);
       const entry: ZipEntry = { name, method, crc32, compressedSize, size, dataOffset: -1 };
       this.entries.set(name, entry);
@@ -172,19 +167,77 @@ export class ZipFile {
 
   /** An entry's bytes, inflated if needed (checked against the directory's size and CRC-32). */
   readEntry(entry: ZipEntry, maxBytes = Infinity): Uint8Array {
-    if (entry.size > maxBytes) this.fail(`entry ${entry.name} is ${entry.size} bytes, over the ${maxBytes}-byte limit`);
-    const raw = this.read(entry.dataOffset, entry.compressedSize);
-    let data: Buffer = raw;
-    if (entry.method === 8) {
-      try {
-        data = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.size) });
-      } catch (e) {
-        this.fail(`entry ${entry.name} does not inflate to its declared ${entry.size} bytes (${(e as Error).message})`);
-      }
+    return readEntryBytes(this.fd, this.file, this.size, entry, maxBytes);
+  }
+
+  /**
+   * Checks a stored entry's CRC-32 in place, reading it in chunks (what is used in place as ONNX
+   * external data is otherwise never checked).
+   */
+  checkStoredCrc(entry: ZipEntry): void {
+    if (entry.method !== 0) throw new Error(`${entry.name} is not a stored entry`);
+    const chunk = Buffer.allocUnsafe(Math.min(CRC_CHUNK, Math.max(1, entry.size)));
+    let crc = 0;
+    for (let done = 0; done < entry.size;) {
+      const n = Math.min(chunk.length, entry.size - done);
+      const got = fs.readSync(this.fd, chunk, 0, n, entry.dataOffset + done);
+      if (got === 0) this.fail(`file ends inside entry ${entry.name} (truncated?)`);
+      crc = crc32(chunk.subarray(0, got), crc);
+      done += got;
     }
-    if (data.length !== entry.size) this.fail(`entry ${entry.name} holds ${data.length} bytes, not the declared ${entry.size}`);
-    if (crc32(data) !== entry.crc32) this.fail(`entry ${entry.name} fails its CRC-32 check (corrupt)`);
-    return data;
+    if (crc !== entry.crc32) this.fail(`entry ${entry.name} fails its CRC-32 check (corrupt)`);
+  }
+}
+
+const CRC_CHUNK = 16 * 1024 * 1024;
+
+/**
+ * Deflate expands at most 1032:1 (a 258-byte match per 2 bits, RFC 1951); a declared size beyond
+ * that cannot be honest, so it is refused before anything is inflated.
+ */
+export const MAX_DEFLATE_RATIO = 1032;
+
+function readRange(fd: number, size: number, position: number, length: number, fail: (problem: string) => never): Buffer {
+  if (position < 0 || position + length > size) fail(`a record at byte ${position} runs past the end of the file (truncated?)`);
+  const buf = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const n = fs.readSync(fd, buf, done, Math.min(length - done, MAX_READ), position + done);
+    if (n === 0) fail(`file ends at byte ${position + done} (truncated?)`);
+    done += n;
+  }
+  return buf;
+}
+
+function readEntryBytes(fd: number, file: string, size: number, entry: ZipEntry, maxBytes: number): Uint8Array {
+  const fail = (problem: string): never => {
+    throw new Error(`${file}: not a valid zip archive: ${problem}`);
+  };
+  if (entry.size > maxBytes) fail(`entry ${entry.name} is ${entry.size} bytes, over the ${maxBytes}-byte limit`);
+  const raw = readRange(fd, size, entry.dataOffset, entry.compressedSize, fail);
+  let data: Buffer = raw;
+  if (entry.method === 8) {
+    try {
+      data = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.size) });
+    } catch (e) {
+      fail(`entry ${entry.name} does not inflate to its declared ${entry.size} bytes (${(e as Error).message})`);
+    }
+  }
+  if (data.length !== entry.size) fail(`entry ${entry.name} holds ${data.length} bytes, not the declared ${entry.size}`);
+  if (crc32(data) !== entry.crc32) fail(`entry ${entry.name} fails its CRC-32 check (corrupt)`);
+  return data;
+}
+
+/**
+ * An entry's bytes read from `file` later, after its ZipFile was closed (lazy inflation): the file
+ * is opened for this read only; the size and CRC-32 checks catch a file changed in between.
+ */
+export function readZipEntry(file: string, entry: ZipEntry, maxBytes = Infinity): Uint8Array {
+  const fd = fs.openSync(file, 'r');
+  try {
+    return readEntryBytes(fd, file, fs.fstatSync(fd).size, entry, maxBytes);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -198,8 +251,9 @@ function checkEntryName(name: string, fail: (problem: string) => never): void {
 }
 
 let crcTable: Uint32Array | undefined;
-/** CRC-32 (zip's), continuing from `prev` (the CRC of the bytes before `data`). */
+/** CRC-32 (zip's), continuing from `prev` (the CRC of the bytes before `data`): zlib's (Node >= 20.15), else in JS. */
 export function crc32(data: Uint8Array, prev = 0): number {
+  if (typeof zlib.crc32 === 'function') return zlib.crc32(data, prev);
   if (!crcTable) {
     crcTable = new Uint32Array(256);
     for (let n = 0; n < 256; n++) {
