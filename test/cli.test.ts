@@ -1,21 +1,18 @@
 // The `altclip` command run as a subprocess on the fixture checkpoint: outputs parsed and compared with
 // the goldens, exit codes, and bad use (one-line error on stderr, non-zero exit, no stack trace).
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 
 import { readNpyHeader } from '../src/cli/npy.js';
 import { Tensor } from '../src/tensor.js';
+import { altclip as runAltclip, assertOneLineError } from './helpers/cli.js';
 import { FIXTURES, Goldens } from './helpers/goldens.js';
 
-const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = path.join(ROOT, 'src', 'cli', 'main.ts');
 const MODEL = path.join(FIXTURES, 'models', 'tiny-altclip');
 const IMAGES = path.join(FIXTURES, 'images');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-cli-'));
@@ -26,55 +23,7 @@ const g = new Goldens(path.join(FIXTURES, 'goldens', 'tiny-altclip.safetensors')
 const batch3 = index.combos.find((c: { name: string }) => c.name === 'batch3') as { texts: string[]; images: string[] };
 const batch3Images = batch3.images.map((p) => path.join(FIXTURES, p));
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-// At most as many commands at once as there are cores: the cases run side by side, and on a busy
-// machine a crowd of model-loading processes would only wait on each other.
-const slots = { free: Math.max(2, os.availableParallelism()), waiting: [] as (() => void)[] };
-async function limited<T>(run: () => Promise<T>): Promise<T> {
-  if (slots.free === 0) await new Promise<void>((resolve) => slots.waiting.push(resolve));
-  else slots.free--;
-  try {
-    return await run();
-  } finally {
-    const next = slots.waiting.shift();
-    if (next) next();
-    else slots.free++;
-  }
-}
-
-function altclip(args: string[], options: { env?: Record<string, string> } = {}): Promise<Run> {
-  return limited(() => spawnAltclip(args, options));
-}
-
-function spawnAltclip(args: string[], options: { env?: Record<string, string> }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ALTCLIP_CACHE: path.join(tmp, 'cache'), HF_HUB_OFFLINE: '1', ALTCLIP_DEBUG: '', ...options.env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** Exit code 1 and exactly one line on stderr, `altclip: error: ...`, matching `pattern`. */
-function assertOneLineError(r: Run, pattern: RegExp): void {
-  assert.equal(r.code, 1, `exit code (stderr: ${r.stderr})`);
-  const lines = r.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^altclip: error: /);
-  assert.match(lines[0]!, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-}
+const altclip = (args: string[]) => runAltclip(args, path.join(tmp, 'cache'));
 
 function rowsOf(t: Tensor): number[][] {
   const [r, c] = t.dims as [number, number];
@@ -220,7 +169,7 @@ describe('altclip CLI', { concurrency: true }, () => {
       assertRowsClose(rows.slice(3), rowsOf(g.get('batch3/outputs/text_embeds')), 1e-5, 'text rows');
       const listed = fs.readFileSync(summary.rowsFile, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
       assert.deepEqual(listed, [
-        ...batch3Images.map((input) => ({ type: 'image', input })),
+        ...batch3Images.map((input) => ({ type: 'image', input, path: fs.realpathSync(input) })),
         ...batch3.texts.map((input) => ({ type: 'text', input })),
       ]);
     });

@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { ModelOptions } from '../models/altclip.js';
 import { type AltCLIPParts, DEFAULT_BATCH_SIZE, DEFAULT_MODEL, type InputFailure } from '../tasks/types.js';
-import { CliError, oneLine, warn } from './errors.js';
+import { CliError, EXIT_INTERRUPTED, oneLine, warn } from './errors.js';
 
 export interface ModelFlags {
   model: string;
@@ -56,6 +56,28 @@ export interface Progress {
   /** Prints a warning line without breaking the bar. */
   warn(message: string): void;
   stop(): void;
+}
+
+let interruptHandler: (() => void) | null = null;
+
+/**
+ * Ctrl-C goes to `handler` (a command that can stop cleanly) until the returned function is called;
+ * otherwise main.ts ends the process (cursor shown again, exit code 130). A second Ctrl-C always ends it.
+ */
+export function onInterrupt(handler: () => void): () => void {
+  interruptHandler = handler;
+  return () => {
+    if (interruptHandler === handler) interruptHandler = null;
+  };
+}
+
+/** main.ts's SIGINT listener. */
+export function interrupt(): void {
+  const handler = interruptHandler;
+  interruptHandler = null;
+  if (handler) return handler();
+  if (process.stderr.isTTY) process.stderr.write('\x1b[?25h\n'); // a progress bar hides the cursor
+  process.exit(EXIT_INTERRUPTED);
 }
 
 /** A progress bar on stderr when it is a terminal (plain warnings otherwise). */
