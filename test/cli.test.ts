@@ -110,6 +110,19 @@ describe('altclip CLI', { concurrency: true }, () => {
       }
     });
 
+    it('--labels-file: labels one per line, after any --labels (same scores as all on the command line)', async () => {
+      const labelsFile = path.join(tmp, 'labels.txt');
+      fs.writeFileSync(labelsFile, `${batch3.texts.slice(1).join('\r\n')}\n\n`);
+      const [fromFile, fromArgs] = await Promise.all([
+        altclip(['classify', ...batch3Images, '--labels', batch3.texts[0]!, '--labels-file', labelsFile, '--template', '{}', '-m', MODEL, '--json']),
+        altclip(['classify', ...batch3Images, '--labels', ...batch3.texts, '--template', '{}', '-m', MODEL, '--json']),
+      ]);
+      assert.equal(fromFile.code, 0, fromFile.stderr);
+      assert.deepEqual(JSON.parse(fromFile.stdout).results, JSON.parse(fromArgs.stdout).results);
+      assertOneLineError(await altclip(['classify', batch3Images[0]!, '-m', MODEL]), /no labels given: use --labels and\/or --labels-file/);
+      assertOneLineError(await altclip(['classify', batch3Images[0]!, '--labels-file', tmp, '-m', MODEL]), /is a folder, not a labels file/);
+    });
+
     it('a folder with a corrupt image: the others are classified, a warning names it, exit code 2', async () => {
       const dir = folderWithCorruptImage();
       const r = await altclip(['classify', dir, '--labels', 'cat', 'dog', '-m', MODEL, '--batch-size', '3', '--json']);
@@ -243,6 +256,14 @@ describe('altclip CLI', { concurrency: true }, () => {
     });
     it('model folder that does not exist', async () => {
       assertOneLineError(await altclip(['classify', cat, '--labels', 'a', '-m', path.join(tmp, 'no-model')]), /no-model/);
+    });
+    it('--model: an existing file, or empty, is refused clearly (not looked up on the hub)', async () => {
+      assertOneLineError(await altclip(['classify', cat, '--labels', 'a', '-m', path.join(MODEL, 'model.safetensors')]),
+        /model\.safetensors is a file, not a model folder: give the folder that holds its config\.json, or a hub repo id/);
+      assertOneLineError(await altclip(['classify', cat, '--labels', 'a', '-m', '']), /no model given: name a hub repo id .* or a local model folder/);
+    });
+    it('--threads far above the core count', async () => {
+      assertOneLineError(await altclip(['classify', cat, '--labels', 'a', '-m', MODEL, '--threads', '1000']), /1000 threads on a machine with \d+ cores?; use at most \d+/);
     });
     it('bad numbers and choices', async () => {
       assertOneLineError(await altclip(['embed', cat, '--out', 'x.npy', '--batch-size', '0']), /--batch-size/);

@@ -1,4 +1,5 @@
 // Options and helpers shared by the commands.
+import * as os from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { ModelOptions } from '../models/altclip.js';
@@ -21,11 +22,23 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/** --threads: at most MAX_THREADS_PER_CORE per core (more only queues threads behind each other). */
+export const MAX_THREADS_PER_CORE = 4;
+
+export function threadCount(value: string): number {
+  const n = positiveInt(value);
+  const cores = os.availableParallelism();
+  if (n > cores * MAX_THREADS_PER_CORE) {
+    throw new InvalidArgumentError(`${n} threads on a machine with ${cores} core${cores === 1 ? '' : 's'}; use at most ${cores * MAX_THREADS_PER_CORE} (default: ${cores})`);
+  }
+  return n;
+}
+
 /** --model, --threads, --dtype, --batch-size, --json. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
     .option('-m, --model <id|dir>', 'hub repo id or local model folder', DEFAULT_MODEL)
-    .option('--threads <n>', 'intra-op threads (default: all cores)', positiveInt)
+    .option('--threads <n>', 'intra-op threads (default: all cores)', threadCount)
     .addOption(new Option('--dtype <dtype>', 'precision of the Linear layers (default fp32)').choices(['fp32', 'q8']))
     .option('--batch-size <n>', 'inputs per model call', positiveInt, DEFAULT_BATCH_SIZE)
     .option('--json', 'print JSON instead of a table (format in the README)');
