@@ -1,7 +1,7 @@
 // `altclip embed` keeps its output consistent against real processes: two writers at once (the
 // second is refused), a writer killed with SIGKILL (its lock is taken over once stale), --resume
 // with other settings or another model (refused), the same image under two names (one row), and
-// Ctrl-C in a terminal (cursor shown again, rows kept, --resume continues).
+// Ctrl-C in a terminal (cursor shown again, rows kept, --resume continues; classify: cursor shown).
 // A loopback server holds an image URL's response until the test releases it: that is how a run is
 // kept in the middle of its work while the test acts, without depending on the machine's speed.
 import * as assert from 'node:assert/strict';
@@ -171,24 +171,48 @@ describe('altclip embed --resume: only rows of the same model and settings', { c
   });
 });
 
-describe('altclip embed: Ctrl-C in a terminal', () => {
-  it('shows the cursor again, says how many rows were kept, and --resume continues', async () => {
+/** `altclip <args>` in a terminal (util-linux script(1)); `ctrlC()` types ^C into it. */
+function inTerminal(args: string[]): { done: Promise<Run>; ctrlC(): void } {
+  // A ^C written to the terminal is the terminal's Ctrl-C (SIGINT to the foreground process group),
+  // exactly as a user's.
+  const command = [process.execPath, '--import', 'tsx', MAIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  let term!: ChildProcessWithoutNullStreams;
+  const done = run('script', ['-qefc', command, '/dev/null'], cache, { started: (c) => (term = c), env: { TERM: 'xterm' } });
+  return { done, ctrlC: () => term.stdin.write('\x03') };
+}
+
+function assertCursorRestored(screen: string): void {
+  assert.ok(screen.includes('\x1b[?25l'), 'the progress bar hid the cursor');
+  assert.ok(screen.lastIndexOf('\x1b[?25h') > screen.lastIndexOf('\x1b[?25l'), 'the cursor is shown again');
+}
+
+describe('Ctrl-C in a terminal', { concurrency: true }, () => {
+  it('classify: the cursor is shown again, exit code 130', async () => {
+    const server = await heldImageServer();
+    try {
+      const term = inTerminal(['classify', CAT, server.url('cls'), '--labels', 'a', 'b', '-m', MODEL, '--batch-size', '1']);
+      await waitFor(() => server.requested('cls'), 'the held image');
+      term.ctrlC();
+      const r = await term.done;
+      assert.equal(r.code, 130, r.stdout);
+      assertCursorRestored(r.stdout);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('embed: shows the cursor again, says how many rows were kept, and --resume continues', async () => {
     const server = await heldImageServer();
     try {
       const out = path.join(tmp, 'interrupted.npy');
       const args = ['embed', CAT, batch3Images[1]!, server.url('c'), batch3Images[2]!, '--out', out, '-m', MODEL, '--batch-size', '1'];
-      // util-linux script(1) gives the command a terminal; a ^C written to it is the terminal's Ctrl-C
-      // (SIGINT to the foreground process group), exactly as a user's.
-      const command = [process.execPath, '--import', 'tsx', MAIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-      let term!: ChildProcessWithoutNullStreams;
-      const running = run('script', ['-qefc', command, '/dev/null'], cache, { started: (c) => (term = c), env: { TERM: 'xterm' } });
+      const term = inTerminal(args);
       await waitFor(() => server.requested('c') && lines(path.join(tmp, 'interrupted.rows.jsonl')).length === 2, 'two rows and the held image');
-      term.stdin.write('\x03');
-      const r: Run = await running;
+      term.ctrlC();
+      const r: Run = await term.done;
       assert.equal(r.code, 130, r.stdout);
       const screen = r.stdout; // the terminal's output (stdout and stderr)
-      assert.ok(screen.includes('\x1b[?25l'), 'the progress bar hid the cursor');
-      assert.ok(screen.lastIndexOf('\x1b[?25h') > screen.lastIndexOf('\x1b[?25l'), 'the cursor is shown again');
+      assertCursorRestored(screen);
       assert.match(screen, /altclip: interrupted: 2 rows kept in .*interrupted\.npy \(2 from this run\); run the same command with --resume to continue/);
       assert.equal(readNpyHeader(out).rows, 2);
       assert.ok(!fs.existsSync(`${out}.lock`), 'the lock is released');
