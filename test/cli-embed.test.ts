@@ -158,11 +158,12 @@ describe('altclip embed --resume: only rows of the same model and settings', { c
     assertOneLineError(await altclip([...more, '-m', MODEL, '--no-normalize']), /settings\.npy\.meta\.json, which records the model .* is missing/);
   });
 
-  it('the same image under a relative and an absolute path is one row (JSON lines)', async () => {
+  it('the same image under a relative and an absolute path is one row, in a run and on --resume (JSON lines)', async () => {
     const out = path.join(tmp, 'paths.jsonl');
     const relative = path.relative(ROOT, CAT);
-    const first = await altclip(['embed', relative, '--out', out, '-m', MODEL]);
+    const first = await altclip(['embed', relative, CAT, `./${relative}`, '--out', out, '-m', MODEL, '--json']);
     assert.equal(first.code, 0, first.stderr);
+    assert.deepEqual([JSON.parse(first.stdout).written, JSON.parse(first.stdout).rows], [1, 1], 'one image named three ways is one row');
     const again = await altclip(['embed', CAT, batch3Images[1]!, '--out', out, '-m', MODEL, '--resume', '--json']);
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual([JSON.parse(again.stdout).alreadyThere, JSON.parse(again.stdout).written], [1, 1]);

@@ -61,7 +61,12 @@ export function imageRow(input: string, isUrl: boolean): RowInput {
  */
 export async function lockOutput(out: string, onLost: (err: Error) => void): Promise<() => Promise<void>> {
   // One lock per file on disk, however it is named (relative, absolute, through a symlinked folder).
-  const dir = fs.realpathSync(path.dirname(path.resolve(out)));
+  let dir: string;
+  try {
+    dir = fs.realpathSync(path.dirname(path.resolve(out)));
+  } catch {
+    throw new CliError(`${out}: the folder ${path.dirname(out)} does not exist`);
+  }
   const target = path.join(dir, path.basename(out));
   try {
     return await lockfile.lock(target, {

@@ -94,10 +94,14 @@ async function embedInto(
   flags: EmbedFlags,
   controller: AbortController,
 ): Promise<number> {
-  const imageRows = images.map((input) => imageRow(input, isUrl(input)));
-  const todoImages = imageRows.filter((r) => !sink.done.has(keyOf(r)));
-  const todoTexts = texts.map((input): RowInput => ({ type: 'text', input })).filter((r) => !sink.done.has(keyOf(r)));
-  const already = images.length + texts.length - todoImages.length - todoTexts.length;
+  // Each input once (`a.jpg` and `./a.jpg` are one image), and not again if the output has it.
+  const inputs = [...images.map((input) => imageRow(input, isUrl(input))), ...texts.map((input): RowInput => ({ type: 'text', input }))];
+  const seen = new Set<string>();
+  const unique = inputs.filter((r) => !seen.has(keyOf(r)) && Boolean(seen.add(keyOf(r))));
+  const todo = unique.filter((r) => !sink.done.has(keyOf(r)));
+  const todoImages = todo.filter((r) => r.type === 'image');
+  const todoTexts = todo.filter((r) => r.type === 'text');
+  const already = unique.length - todo.length;
   const rowsBefore = sink.rows;
 
   let skipped: Skipped[] = [];
