@@ -15,6 +15,8 @@ export interface RunOptions {
   cwd?: string;
   /** Called with the child once it is started (to signal it). */
   started?: (child: ChildProcessWithoutNullStreams) => void;
+  /** The hang guard: the child is killed after this long (default 5 min). */
+  limitMs?: number;
 }
 
 // At most as many commands at once as there are cores: the cases run side by side, and on a busy
@@ -32,7 +34,7 @@ async function limited<T>(run: () => Promise<T>): Promise<T> {
   }
 }
 
-/** `altclip <args>`; `cacheDir` is its ALTCLIP_CACHE; offline (HF_HUB_OFFLINE=1). Killed after 5 min. */
+/** `altclip <args>`; `cacheDir` is its ALTCLIP_CACHE; offline (HF_HUB_OFFLINE=1). */
 export function altclip(args: string[], cacheDir: string, options: RunOptions = {}): Promise<Run> {
   return limited(() => run(process.execPath, ['--import', 'tsx', MAIN, ...args], cacheDir, options));
 }
@@ -49,7 +51,7 @@ export function run(command: string, args: string[], cacheDir: string, options: 
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.limitMs ?? 300_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
