@@ -102,13 +102,18 @@ console.log(JSON.stringify({ results: viaPipeline.map((labels) => ({ labels })),
     assert.deepEqual(out.dims, [0, 24]);
   });
 
-  it('where npm runs dependency install scripts (npm < 11 does), ONNXRUNTIME_NODE_INSTALL=skip keeps the install offline', async () => {
-    // npm 11 blocks the script unless the project allows it: allow it, as older npm always would.
+  it('where the scripts do run, ONNXRUNTIME_NODE_INSTALL_CUDA=skip skips both onnxruntime-node copies (1.30, and 1.19 under lancedb)', async () => {
+    // onnxruntime-node 1.30 reads ONNXRUNTIME_NODE_INSTALL, then the older ONNXRUNTIME_NODE_INSTALL_CUDA;
+    // the 1.19 copy that @lancedb/lancedb brings (via @huggingface/transformers) reads only the latter
+    // and would download from github.com.
+    // Allow the scripts, as a project without the allowScripts entry (or older npm) would run them.
     const pkgFile = path.join(consumer, 'package.json');
     const pkg = JSON.parse(fs.readFileSync(pkgFile, 'utf8'));
     fs.writeFileSync(pkgFile, JSON.stringify({ ...pkg, allowScripts: { 'onnxruntime-node': true } }, null, 2));
-    const r = ok(await npm(['rebuild', 'onnxruntime-node', '--foreground-scripts'], consumer, { ONNXRUNTIME_NODE_INSTALL: 'skip' }), 'npm rebuild onnxruntime-node');
-    assert.match(r.stdout + r.stderr, /node \.\/script\/install/, 'the install script ran');
+    const r = ok(await npm(['rebuild', 'onnxruntime-node', '--foreground-scripts'], consumer, { ONNXRUNTIME_NODE_INSTALL_CUDA: 'skip' }), 'npm rebuild onnxruntime-node');
+    assert.match(r.stdout + r.stderr, /onnxruntime-node@1\.30\.\d+ postinstall\n> node \.\/script\/install/, 'the 1.30 install script ran');
+    assert.match(r.stdout + r.stderr, /onnxruntime-node@1\.19\.\d+ postinstall\n> node \.\/script\/install/, 'the 1.19 install script ran');
+    assert.doesNotMatch(r.stdout + r.stderr, /Downloading/);
     ok(await run(process.execPath, ['-e', "require('onnxruntime-node')"], cache, { cwd: consumer }), 'onnxruntime-node loads');
   });
 });
