@@ -118,7 +118,17 @@ describe('altclip embed: one writer per output', { concurrency: true }, () => {
       assert.equal(killed.signal, 'SIGKILL');
       assert.ok(fs.existsSync(`${out}.lock`), 'a killed process leaves its lock');
       const args = ['embed', ...batch3Images, '--out', out, '-m', MODEL, '--resume', '--json'];
-      assertOneLineError(await altclip(args), /killed\.npy is being written by another altclip process/);
+      // A lock is fresh for LOCK_STALE_MS after its owner's last update. However long the next process
+      // takes to start on a busy machine, the lock stays as fresh as right after the kill: the test
+      // keeps its mtime at "now" while that process runs.
+      const lock = `${out}.lock`;
+      const fresh = setInterval(() => fs.utimesSync(lock, new Date(), new Date()), 500);
+      fs.utimesSync(lock, new Date(), new Date());
+      try {
+        assertOneLineError(await altclip(args), /killed\.npy is being written by another altclip process/);
+      } finally {
+        clearInterval(fresh);
+      }
       // proper-lockfile calls a lock stale when its mtime is older than LOCK_STALE_MS (30 s): age it
       // as the passing of time would.
       const old = new Date(Date.now() - 60_000);

@@ -71,7 +71,7 @@ export function assertOneLineError(r: Run, pattern: RegExp): void {
 }
 
 /** Polls `check` every 50 ms until it is true; fails after `limitMs` (a hang guard, not a timing test). */
-export async function waitFor(check: () => boolean, what: string, limitMs = 120_000): Promise<void> {
+export async function waitFor(check: () => boolean, what: string, limitMs = 600_000): Promise<void> {
   for (const start = Date.now(); !check(); ) {
     if (Date.now() - start > limitMs) throw new Error(`gave up waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
