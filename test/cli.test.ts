@@ -1,21 +1,18 @@
 // The `altclip` command run as a subprocess on the fixture checkpoint: outputs parsed and compared with
 // the goldens, exit codes, and bad use (one-line error on stderr, non-zero exit, no stack trace).
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 
 import { readNpyHeader } from '../src/cli/npy.js';
 import { Tensor } from '../src/tensor.js';
+import { altclip as runAltclip, assertOneLineError } from './helpers/cli.js';
 import { FIXTURES, Goldens } from './helpers/goldens.js';
 
-const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = path.join(ROOT, 'src', 'cli', 'main.ts');
 const MODEL = path.join(FIXTURES, 'models', 'tiny-altclip');
 const IMAGES = path.join(FIXTURES, 'images');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-cli-'));
@@ -26,55 +23,7 @@ const g = new Goldens(path.join(FIXTURES, 'goldens', 'tiny-altclip.safetensors')
 const batch3 = index.combos.find((c: { name: string }) => c.name === 'batch3') as { texts: string[]; images: string[] };
 const batch3Images = batch3.images.map((p) => path.join(FIXTURES, p));
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-// At most as many commands at once as there are cores: the cases run side by side, and on a busy
-// machine a crowd of model-loading processes would only wait on each other.
-const slots = { free: Math.max(2, os.availableParallelism()), waiting: [] as (() => void)[] };
-async function limited<T>(run: () => Promise<T>): Promise<T> {
-  if (slots.free === 0) await new Promise<void>((resolve) => slots.waiting.push(resolve));
-  else slots.free--;
-  try {
-    return await run();
-  } finally {
-    const next = slots.waiting.shift();
-    if (next) next();
-    else slots.free++;
-  }
-}
-
-function altclip(args: string[], options: { env?: Record<string, string> } = {}): Promise<Run> {
-  return limited(() => spawnAltclip(args, options));
-}
-
-function spawnAltclip(args: string[], options: { env?: Record<string, string> }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ALTCLIP_CACHE: path.join(tmp, 'cache'), HF_HUB_OFFLINE: '1', ALTCLIP_DEBUG: '', ...options.env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** Exit code 1 and exactly one line on stderr, `altclip: error: ...`, matching `pattern`. */
-function assertOneLineError(r: Run, pattern: RegExp): void {
-  assert.equal(r.code, 1, `exit code (stderr: ${r.stderr})`);
-  const lines = r.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^altclip: error: /);
-  assert.match(lines[0]!, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-}
+const altclip = (args: string[]) => runAltclip(args, path.join(tmp, 'cache'));
 
 function rowsOf(t: Tensor): number[][] {
   const [r, c] = t.dims as [number, number];
@@ -161,6 +110,19 @@ describe('altclip CLI', { concurrency: true }, () => {
       }
     });
 
+    it('--labels-file: labels one per line, after any --labels (same scores as all on the command line)', async () => {
+      const labelsFile = path.join(tmp, 'labels.txt');
+      fs.writeFileSync(labelsFile, `${batch3.texts.slice(1).join('\r\n')}\n\n`);
+      const [fromFile, fromArgs] = await Promise.all([
+        altclip(['classify', ...batch3Images, '--labels', batch3.texts[0]!, '--labels-file', labelsFile, '--template', '{}', '-m', MODEL, '--json']),
+        altclip(['classify', ...batch3Images, '--labels', ...batch3.texts, '--template', '{}', '-m', MODEL, '--json']),
+      ]);
+      assert.equal(fromFile.code, 0, fromFile.stderr);
+      assert.deepEqual(JSON.parse(fromFile.stdout).results, JSON.parse(fromArgs.stdout).results);
+      assertOneLineError(await altclip(['classify', batch3Images[0]!, '-m', MODEL]), /no labels given: use --labels and\/or --labels-file/);
+      assertOneLineError(await altclip(['classify', batch3Images[0]!, '--labels-file', tmp, '-m', MODEL]), /is a folder, not a labels file/);
+    });
+
     it('a folder with a corrupt image: the others are classified, a warning names it, exit code 2', async () => {
       const dir = folderWithCorruptImage();
       const r = await altclip(['classify', dir, '--labels', 'cat', 'dog', '-m', MODEL, '--batch-size', '3', '--json']);
@@ -220,7 +182,7 @@ describe('altclip CLI', { concurrency: true }, () => {
       assertRowsClose(rows.slice(3), rowsOf(g.get('batch3/outputs/text_embeds')), 1e-5, 'text rows');
       const listed = fs.readFileSync(summary.rowsFile, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
       assert.deepEqual(listed, [
-        ...batch3Images.map((input) => ({ type: 'image', input })),
+        ...batch3Images.map((input) => ({ type: 'image', input, path: fs.realpathSync(input) })),
         ...batch3.texts.map((input) => ({ type: 'text', input })),
       ]);
     });
@@ -294,6 +256,14 @@ describe('altclip CLI', { concurrency: true }, () => {
     });
     it('model folder that does not exist', async () => {
       assertOneLineError(await altclip(['classify', cat, '--labels', 'a', '-m', path.join(tmp, 'no-model')]), /no-model/);
+    });
+    it('--model: an existing file, or empty, is refused clearly (not looked up on the hub)', async () => {
+      assertOneLineError(await altclip(['classify', cat, '--labels', 'a', '-m', path.join(MODEL, 'model.safetensors')]),
+        /model\.safetensors is a file, not a model folder: give the folder that holds its config\.json, or a hub repo id/);
+      assertOneLineError(await altclip(['classify', cat, '--labels', 'a', '-m', '']), /no model given: name a hub repo id .* or a local model folder/);
+    });
+    it('--threads far above the core count', async () => {
+      assertOneLineError(await altclip(['classify', cat, '--labels', 'a', '-m', MODEL, '--threads', '1000']), /1000 threads on a machine with \d+ cores?; use at most \d+/);
     });
     it('bad numbers and choices', async () => {
       assertOneLineError(await altclip(['embed', cat, '--out', 'x.npy', '--batch-size', '0']), /--batch-size/);

@@ -328,3 +328,14 @@ describe('empty inputs', () => {
     assert.deepEqual(await imageTextSimilarity(clip, [], ['a']), { cosine: [], logitsPerImage: [] });
   });
 });
+
+describe('signal while inputs are still being read', () => {
+  test('an abort ends the wait for a slow input (a URL that never answers) at once', async () => {
+    const clip = fake();
+    const controller = new AbortController();
+    clip.processor = { process: () => new Promise(() => {}) }; // never resolves
+    const running = embedImages(clip, ['http://127.0.0.1:9/never.jpg'], { signal: controller.signal });
+    setImmediate(() => controller.abort());
+    await assert.rejects(running, { name: 'AbortError' });
+  });
+});

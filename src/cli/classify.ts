@@ -2,11 +2,12 @@
 import { Command } from 'commander';
 import { DEFAULT_HYPOTHESIS_TEMPLATE, zeroShotImageClassification } from '../tasks/zero-shot.js';
 import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';
-import { expandImages } from './inputs.js';
+import { expandImages, readTextsFile } from './inputs.js';
 import { type ModelFlags, SkippedImages, addModelOptions, loadModel, num, positiveInt, progressBar } from './shared.js';
 
 interface ClassifyFlags extends ModelFlags {
-  labels: string[];
+  labels?: string[];
+  labelsFile?: string;
   template?: string[];
   topK?: number;
   multiLabel?: boolean;
@@ -16,7 +17,8 @@ export function classifyCommand(): Command {
   const cmd = new Command('classify')
     .description('zero-shot classification: score each image against candidate labels (any language)')
     .argument('<image...>', 'image files, folders of images, or http(s) URLs')
-    .requiredOption('-l, --labels <label...>', 'candidate labels (put them after the images, or end the list with --)')
+    .option('-l, --labels <label...>', 'candidate labels (put them after the images, or end the list with --)')
+    .option('--labels-file <file>', 'more candidate labels, one per line (for label sets too long for a command line)')
     .option(
       '-t, --template <template...>',
       `hypothesis template, {} stands for the label; several are averaged (prompt ensembling) (default: "${DEFAULT_HYPOTHESIS_TEMPLATE}")`,
@@ -29,7 +31,8 @@ export function classifyCommand(): Command {
     `
 Examples:
   $ altclip classify cat.jpg --labels "a cat" "a dog" 一只猫 一只狗
-  $ altclip classify photos/ --labels cat dog bird --top-k 1 --json`,
+  $ altclip classify photos/ --labels cat dog bird --top-k 1 --json
+  $ altclip classify photos/ --labels-file imagenet-classes.txt --top-k 5`,
   );
   return cmd.action(async (imageArgs: string[], flags: ClassifyFlags) => {
     process.exitCode = await classify(imageArgs, flags);
@@ -37,7 +40,8 @@ Examples:
 }
 
 async function classify(imageArgs: string[], flags: ClassifyFlags): Promise<number> {
-  const labels = flags.labels;
+  if (!flags.labels && !flags.labelsFile) throw new CliError('no labels given: use --labels and/or --labels-file');
+  const labels = [...(flags.labels ?? []), ...(flags.labelsFile ? readTextsFile(flags.labelsFile, 'labels file') : [])];
   if (labels.length === 0 || labels.some((l) => l.trim() === '')) throw new CliError('--labels: give at least one non-empty label');
   const templates = flags.template ?? [DEFAULT_HYPOTHESIS_TEMPLATE];
   for (const t of templates) if (!t.includes('{}')) throw new CliError(`--template ${JSON.stringify(t)} has no {} where the label goes`);

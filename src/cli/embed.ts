@@ -1,13 +1,17 @@
 // altclip embed <images or folders...> [--texts-file F] --out FILE [--format npy|jsonl]
 // Output rows follow the inputs (images, then texts). A run can be resumed: inputs already in FILE are
-// skipped and the new rows appended.
+// skipped and the new rows appended. The files, the lock and the --resume checks: embed-output.ts.
 import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { embedImageBatches, embedTextBatches } from '../tasks/embeddings.js';
-import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';
-import { expandImages, readTextsFile } from './inputs.js';
-import { NpyAppender } from './npy.js';
-import { type ModelFlags, type Skipped, SkippedImages, addModelOptions, loadModel, progressBar } from './shared.js';
+import { CliError, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED } from './errors.js';
+import {
+  type EmbedSink, JsonlSink, NpySink, type RowInput, imageRow, keyOf, lockOutput, metaFileOf, metaOf, rowsFileOf,
+} from './embed-output.js';
+import { expandImages, isUrl, readTextsFile } from './inputs.js';
+import { type ModelFlags, type Skipped, SkippedImages, addModelOptions, loadModel, onInterrupt, progressBar } from './shared.js';
+
+export { rowsFileOf };
 
 interface EmbedFlags extends ModelFlags {
   out: string;
@@ -17,12 +21,6 @@ interface EmbedFlags extends ModelFlags {
   normalize: boolean;
   resume?: boolean;
   overwrite?: boolean;
-}
-
-/** What one output row is the embedding of. */
-export interface RowInput {
-  type: 'image' | 'text';
-  input: string;
 }
 
 export function embedCommand(): Command {
@@ -44,6 +42,8 @@ Output:
   npy    a float32 [rows, dim] matrix; row i is the input on line i of <out without .npy>.rows.jsonl
          ({"type":"image"|"text","input":...} per line)
   jsonl  one {"type":"image"|"text","input":...,"embedding":[...]} object per line
+  <out>.meta.json records the model, revision, dtype and normalisation; --resume refuses a mismatch.
+  A second altclip writing the same <out> at the same time is refused (lock: <out>.lock).
 
 Examples:
   $ altclip embed photos/ --out photos.npy
@@ -55,54 +55,90 @@ Examples:
   });
 }
 
-export function rowsFileOf(out: string): string {
-  return `${out.replace(/\.npy$/i, '')}.rows.jsonl`;
-}
-
 function formatOf(flags: EmbedFlags): 'npy' | 'jsonl' {
   if (flags.format) return flags.format;
   return /\.(jsonl|ndjson|json)$/i.test(flags.out) ? 'jsonl' : 'npy';
 }
 
-const keyOf = (r: RowInput) => `${r.type}\n${r.input}`;
+/** Ctrl-C (SIGINT) during a run: stop after the batch in flight, keep every row written. */
+class Interrupted extends Error {}
 
 async function embed(inputArgs: string[], flags: EmbedFlags): Promise<number> {
   const images = inputArgs.length > 0 ? expandImages(inputArgs) : [];
   const texts = [...new Set([...(flags.texts ?? []), ...(flags.textsFile ? readTextsFile(flags.textsFile) : [])])];
   if (images.length === 0 && texts.length === 0) throw new CliError('nothing to embed: give images or folders, --texts or --texts-file');
   const format = formatOf(flags);
-  if (fs.existsSync(flags.out) && !flags.resume && !flags.overwrite) {
-    throw new CliError(`${flags.out} exists: use --resume to continue it or --overwrite to replace it`);
-  }
   if (flags.resume && flags.overwrite) throw new CliError('--resume and --overwrite exclude each other');
-  const sink = format === 'npy' ? new NpySink(flags.out, Boolean(flags.resume)) : new JsonlSink(flags.out, Boolean(flags.resume));
-  const todoImages = images.filter((input) => !sink.done.has(keyOf({ type: 'image', input })));
-  const todoTexts = texts.filter((input) => !sink.done.has(keyOf({ type: 'text', input })));
-  const already = images.length + texts.length - todoImages.length - todoTexts.length;
+  const controller = new AbortController();
+  const release = await lockOutput(flags.out, (err) => controller.abort(new CliError(`lost the lock on ${flags.out} (${err.message}); stopped writing`)));
+  try {
+    if (fs.existsSync(flags.out) && !flags.resume && !flags.overwrite) {
+      throw new CliError(`${flags.out} exists: use --resume to continue it or --overwrite to replace it`);
+    }
+    const sink = format === 'npy' ? new NpySink(flags.out, Boolean(flags.resume)) : new JsonlSink(flags.out, Boolean(flags.resume));
+    try {
+      return await embedInto(sink, images, texts, format, flags, controller);
+    } finally {
+      sink.close();
+    }
+  } finally {
+    await release().catch(() => {}); // a lock taken over by another process is not ours to remove
+  }
+}
+
+async function embedInto(
+  sink: EmbedSink,
+  images: string[],
+  texts: string[],
+  format: 'npy' | 'jsonl',
+  flags: EmbedFlags,
+  controller: AbortController,
+): Promise<number> {
+  // Each input once (`a.jpg` and `./a.jpg` are one image), and not again if the output has it.
+  const inputs = [...images.map((input) => imageRow(input, isUrl(input))), ...texts.map((input): RowInput => ({ type: 'text', input }))];
+  const seen = new Set<string>();
+  const unique = inputs.filter((r) => !seen.has(keyOf(r)) && Boolean(seen.add(keyOf(r))));
+  const todo = unique.filter((r) => !sink.done.has(keyOf(r)));
+  const todoImages = todo.filter((r) => r.type === 'image');
+  const todoTexts = todo.filter((r) => r.type === 'text');
+  const already = unique.length - todo.length;
+  const rowsBefore = sink.rows;
 
   let skipped: Skipped[] = [];
   if (todoImages.length + todoTexts.length > 0) {
     const clip = await loadModel(flags);
     const progress = progressBar(todoImages.length + todoTexts.length, 'embedding');
-    const options = { normalize: flags.normalize, batchSize: flags.batchSize };
+    const stopInterrupts = onInterrupt(() => controller.abort(new Interrupted('interrupted')));
+    const options = { normalize: flags.normalize, batchSize: flags.batchSize, signal: controller.signal };
     try {
+      sink.use(metaOf(clip.identity, flags.model, flags.normalize, flags.dtype));
       const skips = new SkippedImages(progress);
-      for await (const b of embedImageBatches(clip, todoImages, { ...options, onError: skips.onError, onProgress: skips.onProgress })) {
-        sink.write(b.indices.map((i) => ({ type: 'image', input: todoImages[i]! })), b.embeddings);
+      const imageInputs = todoImages.map((r) => r.input);
+      for await (const b of embedImageBatches(clip, imageInputs, { ...options, onError: skips.onError, onProgress: skips.onProgress })) {
+        sink.write(b.indices.map((i) => todoImages[i]!), b.embeddings);
       }
       skips.finish(already === 0 && todoTexts.length === 0); // otherwise there is output even if every image fails
       skipped = skips.skipped;
       const onProgress = (done: number) => progress.update(todoImages.length + done);
-      for await (const b of embedTextBatches(clip, todoTexts, { ...options, onProgress })) {
-        sink.write(b.indices.map((i) => ({ type: 'text', input: todoTexts[i]! })), b.embeddings);
+      for await (const b of embedTextBatches(clip, todoTexts.map((r) => r.input), { ...options, onProgress })) {
+        sink.write(b.indices.map((i) => todoTexts[i]!), b.embeddings);
       }
-    } finally {
+    } catch (err) {
+      const reason = controller.signal.reason;
+      if (!controller.signal.aborted || err !== reason) throw err;
+      if (!(reason instanceof Interrupted)) throw reason;
       progress.stop();
-      sink.close();
+      const kept = sink.rows - rowsBefore;
+      process.stderr.write(
+        `altclip: interrupted: ${sink.rows} row${sink.rows === 1 ? '' : 's'} kept in ${flags.out} (${kept} from this run); ` +
+          'run the same command with --resume to continue\n',
+      );
+      return EXIT_INTERRUPTED;
+    } finally {
+      stopInterrupts();
+      progress.stop();
       await clip.model.dispose();
     }
-  } else {
-    sink.close();
   }
 
   const written = todoImages.length + todoTexts.length - skipped.length;
@@ -110,6 +146,7 @@ async function embed(inputArgs: string[], flags: EmbedFlags): Promise<number> {
     out: flags.out,
     format,
     ...(format === 'npy' ? { rowsFile: rowsFileOf(flags.out) } : {}),
+    metaFile: metaFileOf(flags.out),
     rows: sink.rows,
     dim: sink.cols ?? null,
     written,
@@ -124,124 +161,4 @@ async function embed(inputArgs: string[], flags: EmbedFlags): Promise<number> {
     process.stderr.write(`altclip: ${parts.join('; ')}\n`);
   }
   return skipped.length > 0 ? EXIT_SKIPPED : EXIT_OK;
-}
-
-interface Sink {
-  done: Set<string>;
-  rows: number;
-  cols?: number;
-  /** `rows[k]` is the embedding of `inputs[k]`. */
-  write(inputs: RowInput[], rows: Float32Array[]): void;
-  close(): void;
-}
-
-/** `out` = the .npy matrix, `rowsFileOf(out)` = which input each row is. */
-class NpySink implements Sink {
-  done = new Set<string>();
-  rows = 0;
-  cols?: number;
-  private npy?: NpyAppender;
-  private readonly rowsFile: string;
-
-  constructor(private readonly out: string, resume: boolean) {
-    this.rowsFile = rowsFileOf(out);
-    if (!resume || !fs.existsSync(out)) return;
-    if (!fs.existsSync(this.rowsFile)) throw new CliError(`cannot resume ${out}: ${this.rowsFile}, which names its rows, is missing`);
-    const listed = readJsonLines<RowInput>(this.rowsFile).items.filter(isRowInput);
-    try {
-      this.npy = NpyAppender.open(out, listed.length);
-    } catch (err) {
-      throw new CliError(`cannot resume ${out}: ${(err as Error).message}`);
-    }
-    // A run stopped mid-batch leaves at most one of the two files longer: keep what both hold.
-    const kept = listed.slice(0, this.npy.rows);
-    fs.writeFileSync(this.rowsFile, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    for (const r of kept) this.done.add(keyOf(r));
-    this.rows = this.npy.rows;
-    this.cols = this.npy.cols;
-  }
-
-  write(inputs: RowInput[], rows: Float32Array[]): void {
-    const cols = rows[0]!.length;
-    if (!this.npy) {
-      this.npy = NpyAppender.create(this.out, cols);
-      fs.writeFileSync(this.rowsFile, '');
-      this.cols = cols;
-    }
-    checkDim(this.out, this.npy.cols, cols);
-    const data = new Float32Array(rows.length * cols);
-    rows.forEach((r, i) => data.set(r, i * cols));
-    this.npy.append(data);
-    fs.appendFileSync(this.rowsFile, inputs.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    this.rows = this.npy.rows;
-  }
-
-  close(): void {
-    this.npy?.close();
-  }
-}
-
-/** One {"type","input","embedding"} object per line. */
-class JsonlSink implements Sink {
-  done = new Set<string>();
-  rows = 0;
-  cols?: number;
-  private started = false;
-
-  constructor(private readonly out: string, resume: boolean) {
-    if (!resume || !fs.existsSync(out)) return;
-    const { items, validBytes } = readJsonLines<RowInput & { embedding: number[] }>(out);
-    if (!items.every((r) => isRowInput(r) && Array.isArray(r.embedding))) {
-      throw new CliError(`cannot resume ${out}: it is not a JSON-lines file written by altclip embed`);
-    }
-    fs.truncateSync(out, validBytes); // drop a line cut short by an interruption
-    for (const r of items) this.done.add(keyOf(r));
-    this.rows = items.length;
-    this.cols = items[0]?.embedding?.length;
-    this.started = true;
-  }
-
-  write(inputs: RowInput[], rows: Float32Array[]): void {
-    if (!this.started) {
-      fs.writeFileSync(this.out, '');
-      this.started = true;
-    }
-    const cols = rows[0]!.length;
-    if (this.cols !== undefined) checkDim(this.out, this.cols, cols);
-    this.cols = cols;
-    const lines = inputs.map((r, i) => {
-      // 9 significant digits give back the exact float32 value.
-      const embedding = Array.from(rows[i]!, (x) => Number(x.toPrecision(9)));
-      return `${JSON.stringify({ ...r, embedding })}\n`;
-    });
-    fs.appendFileSync(this.out, lines.join(''));
-    this.rows += inputs.length;
-  }
-
-  close(): void {}
-}
-
-function isRowInput(r: unknown): r is RowInput {
-  const x = r as RowInput;
-  return typeof x === 'object' && x !== null && (x.type === 'image' || x.type === 'text') && typeof x.input === 'string';
-}
-
-function checkDim(out: string, have: number, got: number): void {
-  if (have !== got) throw new CliError(`${out} holds ${have}-dim embeddings but this model gives ${got}-dim ones`);
-}
-
-/** The complete, parseable lines at the start of a JSON-lines file. */
-function readJsonLines<T>(file: string): { items: T[]; validBytes: number } {
-  const buf = fs.readFileSync(file);
-  const items: T[] = [];
-  let start = 0;
-  for (let nl = buf.indexOf(0x0a, start); nl !== -1; nl = buf.indexOf(0x0a, start)) {
-    try {
-      items.push(JSON.parse(buf.subarray(start, nl).toString('utf8')) as T);
-    } catch {
-      break;
-    }
-    start = nl + 1;
-  }
-  return { items, validBytes: start };
 }

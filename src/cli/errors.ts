@@ -7,6 +7,8 @@ export const EXIT_OK = 0;
 export const EXIT_ERROR = 1;
 /** The command finished, but some inputs were skipped (each named in a warning). */
 export const EXIT_SKIPPED = 2;
+/** Stopped by Ctrl-C (128 + SIGINT, as a shell reports a process killed by it). */
+export const EXIT_INTERRUPTED = 130;
 
 /** The first line of an error's message (library errors name the file and the problem). */
 export function oneLine(err: unknown): string {
@@ -15,5 +17,6 @@ export function oneLine(err: unknown): string {
 }
 
 export function warn(message: string): void {
-  process.stderr.write(`altclip: warning: ${message}\n`);
+  // Library warnings may carry the package's name already ("altclip: rebuilding ..."): say it once.
+  process.stderr.write(`altclip: warning: ${message.replace(/^altclip:\s*(warning:\s*)?/i, '')}\n`);
 }

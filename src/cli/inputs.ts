@@ -12,7 +12,8 @@ export function isUrl(arg: string): boolean {
 
 /**
  * Image files and URLs, in order: a folder gives the images inside it (recursively, sorted by path;
- * other files are ignored), a missing path is an error. Duplicates are dropped.
+ * other files, and hidden files and folders such as .git/, are left out), a missing path is an error.
+ * Duplicates are dropped.
  */
 export function expandImages(args: string[]): string[] {
   const out = new Set<string>();
@@ -28,7 +29,7 @@ export function expandImages(args: string[]): string[] {
       throw new CliError(`${arg}: no such file or folder`);
     }
     if (stat.isDirectory()) {
-      const found = imagesIn(arg);
+      const found = imagesIn(arg).sort();
       if (found.length === 0) throw new CliError(`${arg}: folder holds no images (${[...IMAGE_EXTENSIONS].join(' ')})`);
       for (const f of found) out.add(f);
     } else {
@@ -38,22 +39,34 @@ export function expandImages(args: string[]): string[] {
   return [...out];
 }
 
+/** The image files under `dir`, not entering hidden folders nor following links to folders. */
 function imagesIn(dir: string): string[] {
-  const entries = fs.readdirSync(dir, { recursive: true, encoding: 'utf8' });
-  return entries
-    .map((e) => path.join(dir, e))
-    .filter((p) => IMAGE_EXTENSIONS.has(path.extname(p).toLowerCase()) && fs.statSync(p).isFile())
-    .sort();
+  const found: string[] = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue; // .git/, .DS_Store, ._photo.jpg (macOS resource forks), ...
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...imagesIn(p));
+    else if (IMAGE_EXTENSIONS.has(path.extname(entry.name).toLowerCase()) && isFile(p)) found.push(p);
+  }
+  return found;
+}
+
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile(); // a link to a file counts
+  } catch {
+    return false; // a dangling link
+  }
 }
 
 /** One text per line (UTF-8; a trailing \r is dropped; blank lines are skipped). */
-export function readTextsFile(file: string): string[] {
+export function readTextsFile(file: string, what = 'texts file'): string[] {
   let content: string;
   try {
     content = fs.readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new CliError(`${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a texts file' : 'cannot be read'}`);
+    throw new CliError(`${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? `is a folder, not a ${what}` : 'cannot be read'}`);
   }
   return content
     .replace(/^\uFEFF/, '')

@@ -9,6 +9,7 @@ import { EXIT_ERROR, oneLine, warn } from './errors.js';
 import { indexCommand } from './index-command.js';
 import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
+import { interrupt } from './shared.js';
 import { similarityCommand } from './similarity.js';
 
 function packageVersion(): string {
@@ -60,6 +61,8 @@ export async function main(argv: string[]): Promise<number> {
 // Library warnings (process.emitWarning, e.g. unused checkpoint weights) as one line each.
 process.removeAllListeners('warning');
 process.on('warning', (w) => warn(oneLine(w)));
+// Ctrl-C: a command that can stop cleanly (embed) does; otherwise the cursor is restored and we exit.
+process.on('SIGINT', interrupt);
 // A closed pipe (`altclip ... | head`) ends the output quietly.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => process.exit(err.code === 'EPIPE' ? 0 : 1));
 const code = await main(process.argv.slice(2));

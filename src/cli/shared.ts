@@ -1,9 +1,10 @@
 // Options and helpers shared by the commands.
+import * as os from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { ModelOptions } from '../models/altclip.js';
 import { type AltCLIPParts, DEFAULT_BATCH_SIZE, DEFAULT_MODEL, type InputFailure } from '../tasks/types.js';
-import { CliError, oneLine, warn } from './errors.js';
+import { CliError, EXIT_INTERRUPTED, oneLine, warn } from './errors.js';
 
 export interface ModelFlags {
   model: string;
@@ -21,11 +22,23 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/** --threads: at most MAX_THREADS_PER_CORE per core (more only queues threads behind each other). */
+export const MAX_THREADS_PER_CORE = 4;
+
+export function threadCount(value: string): number {
+  const n = positiveInt(value);
+  const cores = os.availableParallelism();
+  if (n > cores * MAX_THREADS_PER_CORE) {
+    throw new InvalidArgumentError(`${n} threads on a machine with ${cores} core${cores === 1 ? '' : 's'}; use at most ${cores * MAX_THREADS_PER_CORE} (default: ${cores})`);
+  }
+  return n;
+}
+
 /** --model, --threads, --dtype, --batch-size, --json. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
     .option('-m, --model <id|dir>', 'hub repo id or local model folder', DEFAULT_MODEL)
-    .option('--threads <n>', 'intra-op threads (default: all cores)', positiveInt)
+    .option('--threads <n>', 'intra-op threads (default: all cores)', threadCount)
     .addOption(new Option('--dtype <dtype>', 'precision of the Linear layers (default fp32)').choices(['fp32', 'q8']))
     .option('--batch-size <n>', 'inputs per model call', positiveInt, DEFAULT_BATCH_SIZE)
     .option('--json', 'print JSON instead of a table (format in the README)');
@@ -56,6 +69,28 @@ export interface Progress {
   /** Prints a warning line without breaking the bar. */
   warn(message: string): void;
   stop(): void;
+}
+
+let interruptHandler: (() => void) | null = null;
+
+/**
+ * Ctrl-C goes to `handler` (a command that can stop cleanly) until the returned function is called;
+ * otherwise main.ts ends the process (cursor shown again, exit code 130). A second Ctrl-C always ends it.
+ */
+export function onInterrupt(handler: () => void): () => void {
+  interruptHandler = handler;
+  return () => {
+    if (interruptHandler === handler) interruptHandler = null;
+  };
+}
+
+/** main.ts's SIGINT listener. */
+export function interrupt(): void {
+  const handler = interruptHandler;
+  interruptHandler = null;
+  if (handler) return handler();
+  if (process.stderr.isTTY) process.stderr.write('\x1b[?25h\n'); // a progress bar hides the cursor
+  process.exit(EXIT_INTERRUPTED);
 }
 
 /** A progress bar on stderr when it is a terminal (plain warnings otherwise). */

@@ -10,7 +10,7 @@
 //   <cacheDir>/.locks/models--<org>--<name>/   download locks
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { replaceAtomically, writeFileAtomic } from '../fsutil.js';
 
 export const COMMIT_HASH = /^[0-9a-f]{40}$/; // constants.REGEX_COMMIT_HASH
 export const SHA256 = /^[0-9a-f]{64}$/; // constants.REGEX_SHA256: the etag of an LFS file
@@ -112,7 +112,7 @@ export class RepoCache {
       // not there yet
     }
     fs.mkdirSync(path.dirname(ref), { recursive: true });
-    atomicWrite(ref, commit);
+    writeFileAtomic(ref, commit);
   }
 
   markMissing(commit: string, filename: string): void {
@@ -130,21 +130,16 @@ export class RepoCache {
     const blob = this.blobPath(etag);
     const pointer = this.pointerPath(commit, filename);
     fs.mkdirSync(path.dirname(pointer), { recursive: true });
-    const tmp = `${pointer}.${randomUUID()}.tmp`;
-    try {
-      fs.symlinkSync(path.relative(path.dirname(pointer), blob), tmp);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
-      fs.copyFileSync(blob, tmp);
-    }
-    fs.renameSync(tmp, pointer); // replaces a dangling link left by a deleted blob
+    // The rename replaces a dangling link left by a deleted blob.
+    replaceAtomically(pointer, (tmp) => {
+      try {
+        fs.symlinkSync(path.relative(path.dirname(pointer), blob), tmp);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
+        fs.copyFileSync(blob, tmp);
+      }
+    });
     return pointer;
   }
 }
 
-/** Write a small file so that readers see either the old or the new content, never a part. */
-export function atomicWrite(file: string, content: string): void {
-  const tmp = `${file}.${randomUUID()}.tmp`;
-  fs.writeFileSync(tmp, content);
-  fs.renameSync(tmp, file);
-}

@@ -110,7 +110,8 @@ async function* streamBatches<T, F>(
   };
   let next = items.length > 0 ? prepareAt(0) : null;
   for (let start = 0; next; start += batchSize) {
-    const { indices, feeds, failures } = await next;
+    // An abort while the inputs are still being read (a slow URL) ends the wait too.
+    const { indices, feeds, failures } = await untilAborted(next, signal);
     for (const f of failures) {
       if (!onError) throw f.error;
       onError(f);
@@ -129,6 +130,16 @@ async function* streamBatches<T, F>(
     onProgress?.(Math.min(start + batchSize, items.length), items.length);
     if (batch) yield batch;
   }
+}
+
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 function prepareImages(clip: AltCLIPParts): Prepare<ImageInput, Tensor> {
