@@ -186,6 +186,14 @@ const MAX_CONFIG_DEPTH = 16;
 /** Real config.json files are a few KB. */
 const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
+/** A tower's config.json: the file itself, or the `text_config` / `vision_config` of a full `altclip` one. */
+async function readTowerConfigJson(pathOrRepoId: string, options: PretrainedOptions,
+  key: 'text_config' | 'vision_config'): Promise<{ json: Json; where: string }> {
+  const { file, json } = await readConfigJson(pathOrRepoId, options);
+  if (json.model_type !== 'altclip') return { json, where: file };
+  return { json: asObject(json[key] ?? {}, `${file}: "${key}"`), where: `${file}: ${key}` };
+}
+
 async function readConfigJson(pathOrRepoId: string, options: PretrainedOptions): Promise<{ file: string; json: Json }> {
   const file = (await resolveFile(pathOrRepoId, 'config.json', options))!;
   let text: string;
@@ -227,11 +235,8 @@ export class AltCLIPTextConfig {
    * yields its `text_config` (transformers 4.40.2 silently builds a default-size model there).
    */
   static async fromPretrained(pathOrRepoId: string, options: PretrainedOptions = {}): Promise<AltCLIPTextConfig> {
-    const { file, json } = await readConfigJson(pathOrRepoId, options);
-    if (json.model_type === 'altclip') {
-      return new AltCLIPTextConfig(asObject(json.text_config ?? {}, `${file}: "text_config"`), `${file}: text_config`);
-    }
-    return new AltCLIPTextConfig(json, file);
+    const { json, where } = await readTowerConfigJson(pathOrRepoId, options, 'text_config');
+    return new AltCLIPTextConfig(json, where);
   }
 
   toJSON(): Json {
@@ -262,11 +267,8 @@ export class AltCLIPVisionConfig {
 
   /** Like transformers': a full `altclip` config yields its `vision_config`. */
   static async fromPretrained(pathOrRepoId: string, options: PretrainedOptions = {}): Promise<AltCLIPVisionConfig> {
-    const { file, json } = await readConfigJson(pathOrRepoId, options);
-    if (json.model_type === 'altclip') {
-      return new AltCLIPVisionConfig(asObject(json.vision_config ?? {}, `${file}: "vision_config"`), `${file}: vision_config`);
-    }
-    return new AltCLIPVisionConfig(json, file);
+    const { json, where } = await readTowerConfigJson(pathOrRepoId, options, 'vision_config');
+    return new AltCLIPVisionConfig(json, where);
   }
 
   toJSON(): Json {
