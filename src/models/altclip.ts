@@ -499,7 +499,8 @@ function warnUnused(weights: Weights, used: Set<string>, source: string, classNa
   const unused = [...weights.tensors.keys()].filter((k) => !used.has(k) && !used.has(`${k}.q8`)
     && !IGNORED_KEYS.some((r) => r.test(k)));
   if (unused.length) {
-    process.emitWarning(`Some weights of the model checkpoint at ${source} were not used when initializing `
+    // (the browser build has no process: console.warn there)
+    (globalThis.process?.emitWarning ?? console.warn)(`Some weights of the model checkpoint at ${source} were not used when initializing `
       + `${className}: ${unused.slice(0, 20).join(', ')}${unused.length > 20 ? `, ... (${unused.length} in all)` : ''}`);
   }
 }
@@ -528,7 +529,15 @@ export class AltCLIPModel {
   static async fromPretrained(pathOrRepoId: string, options: ModelOptions = {}): Promise<AltCLIPModel> {
     const config = await AltCLIPConfig.fromPretrained(pathOrRepoId, options);
     const weights = await loadWeights(pathOrRepoId, options);
-    const model = new AltCLIPModel(config, weights, options, pathOrRepoId);
+    return AltCLIPModel.fromWeights(config, weights, options, pathOrRepoId);
+  }
+
+  /**
+   * A model from a config and weights already loaded (`source` names them in errors): what
+   * fromPretrained does once the files are found. The browser build loads them its own way.
+   */
+  static async fromWeights(config: AltCLIPConfig, weights: Weights, options: ModelOptions, source: string): Promise<AltCLIPModel> {
+    const model = new AltCLIPModel(config, weights, options, source);
     await Promise.all([model.text.tower.session({ full: false }), model.vision.tower.session({ full: false })]);
     return model;
   }

@@ -1,0 +1,74 @@
+// Builds the browser bundle: dist/web/altclip.js (one ES module, no bundler needed to use it) and
+// the onnxruntime-web runtime files it loads from beside itself.
+//
+// The same sources as the Node package; what differs in the page is chosen here, in one place:
+//  - onnxruntime-node        -> onnxruntime-web (the same Tensor / InferenceSession API)
+//  - models/session.ts       -> web/session.ts   (as imported by models/altclip.ts)
+//  - models/quantize.ts      -> web/quantize.ts  (as imported by models/altclip.ts)
+//  - node:fs                 -> web/range_fs.ts  (read-only files of HTTP byte ranges, for the weights parsers)
+//  - Buffer                  -> the `buffer` package (Node's Buffer API on Uint8Array)
+//  - other Node built-ins, sharp, cli-progress: a stub that throws if ever called (only Node code paths use them)
+import * as esbuild from 'esbuild';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const out = path.join(root, 'dist', 'web');
+
+const ORT_FLAVOUR = process.env.ALTCLIP_ORT ?? 'wasm';
+const UNAVAILABLE = /^(node:.*|fs|path|os|crypto|url|zlib|worker_threads|sharp|cli-progress|commander)$/;
+
+/** @type {esbuild.Plugin} */
+const browserSeams = {
+  name: 'altclip-browser-seams',
+  setup(build) {
+    build.onResolve({ filter: /^onnxruntime-(node|web)$/ }, async () => build.resolve(`onnxruntime-web/${ORT_FLAVOUR}`, { kind: 'import-statement', resolveDir: root }));
+    build.onResolve({ filter: /^\.\/(session|quantize)\.js$/ }, (args) => {
+      if (path.resolve(args.importer) !== path.join(root, 'src', 'models', 'altclip.ts')) return undefined;
+      return { path: path.join(root, 'src', 'web', args.path.replace(/\.js$/, '.ts')) };
+    });
+    build.onResolve({ filter: /^(node:)?fs$/ }, () => ({ path: path.join(root, 'src', 'web', 'range_fs.ts') }));
+    build.onResolve({ filter: UNAVAILABLE }, (args) => ({ path: args.path, namespace: 'altclip-unavailable' }));
+    build.onLoad({ filter: /.*/, namespace: 'altclip-unavailable' }, (args) => ({
+      loader: 'js',
+      contents: `const fail = () => { throw new Error(${JSON.stringify(`${args.path} is not available in the browser build of altclip`)}); };
+module.exports = new Proxy(fail, { get: (_t, k) => (k === '__esModule' ? false : k === 'default' ? module.exports : fail), apply: fail });`,
+    }));
+  },
+};
+
+export async function buildWeb({ minify = true } = {}) {
+  fs.mkdirSync(out, { recursive: true });
+  const result = await esbuild.build({
+    entryPoints: [path.join(root, 'src', 'web', 'index.ts')],
+    outfile: path.join(out, 'altclip.js'),
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    conditions: ['onnxruntime-web-use-extern-wasm'],
+    minify,
+    sourcemap: true,
+    legalComments: 'linked',
+    inject: [path.join(root, 'scripts', 'buffer-shim.mjs')],
+    define: { 'process.env.NODE_ENV': '"production"' },
+    plugins: [browserSeams],
+    logLevel: 'warning',
+    // Node-only code paths (hub downloads, graph cache) read fs functions range_fs does not have: never called in the page
+    logOverride: { 'import-is-undefined': 'silent' },
+    metafile: true,
+  });
+  // onnxruntime-web's runtime (emscripten .mjs + .wasm), loaded from beside altclip.js
+  const ortDist = path.join(root, 'node_modules', 'onnxruntime-web', 'dist');
+  for (const f of fs.readdirSync(ortDist)) {
+    if (/^ort-wasm-simd-threaded(\.jsep|\.asyncify)?\.(mjs|wasm)$/.test(f)) fs.copyFileSync(path.join(ortDist, f), path.join(out, f));
+  }
+  return result;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const r = await buildWeb({ minify: !process.argv.includes('--no-minify') });
+  const bytes = fs.statSync(path.join(out, 'altclip.js')).size;
+  console.log(`dist/web/altclip.js: ${(bytes / 1024).toFixed(0)} KiB (${Object.keys(r.metafile.inputs).length} inputs)`);
+}
