@@ -188,4 +188,82 @@ describe('altclip/web in Chromium', { timeout: 240_000 }, () => {
     }, { base: TINY, texts: c.texts, images: c.images.map((n) => `/test/fixtures/${n}`) });
     assertClose(fromWire(out), g.get(`${c.name}/outputs/logits_per_image`), TOL, `web-e2e/${c.name}/outputs/logits_per_image`);
   });
+
+  it('pytorch_model.bin: the zip directory and pickle are read by Range requests; features match the goldens', async () => {
+    const first = server.requests.length;
+    const c = combos[1]!; // batch3
+    const ids = g.get(`${c.name}/inputs/input_ids`);
+    const mask = g.get(`${c.name}/inputs/attention_mask`);
+    const out = await page.evaluate(async ({ base, px, ids, mask }) => {
+      const { AltCLIPModel, Tensor } = (window as any).altclip;
+      const model = await AltCLIPModel.fromPretrained(base, { cache: false });
+      const image = await model.getImageFeatures({ pixelValues: new Tensor('float32', Float32Array.from(px.data), px.dims) });
+      const text = await model.getTextFeatures({
+        inputIds: new Tensor('int64', BigInt64Array.from(ids.data, (v: number) => BigInt(v)), ids.dims),
+        attentionMask: new Tensor('int64', BigInt64Array.from(mask.data, (v: number) => BigInt(v)), mask.dims),
+      });
+      await model.dispose();
+      return { image: { dims: [...image.dims], data: Array.from(image.data as Float32Array) }, text: { dims: [...text.dims], data: Array.from(text.data as Float32Array) } };
+    }, { base: TINY_BIN, px: wire(pixels.concat(c.model_call.pixel_values.concatenate_along_dim0)), ids: wire(ids), mask: wire(mask) });
+    assertClose(fromWire(out.image), g.get(`${c.name}/get_image_features`), TOL, `web-bin/${c.name}/get_image_features`);
+    assertClose(fromWire(out.text), g.get(`${c.name}/get_text_features`), TOL, `web-bin/${c.name}/get_text_features`);
+    const bin = server.requests.slice(first).filter((r) => r.path.endsWith('pytorch_model.bin'));
+    assert.ok(bin.length >= 2, `${bin.length} requests`);
+    assert.ok(bin.every((r) => r.range !== null && r.status === 206), 'only Range requests');
+    const size = fs.statSync(path.join(FIXTURES, 'models', 'tiny-altclip-bin', 'pytorch_model.bin')).size;
+    const fetched = bin.reduce((n, r) => n + r.bytes, 0);
+    console.log(`pytorch_model.bin: ${bin.length} Range requests, ${fetched} bytes fetched of ${size}`);
+  });
+
+  it('q8: same features as the Node package\'s q8; progress callbacks; a second load comes from the cache (no request)', async () => {
+    const c = combos[1]!; // batch3
+    const ids = g.get(`${c.name}/inputs/input_ids`);
+    const mask = g.get(`${c.name}/inputs/attention_mask`);
+    const px = pixels.concat(c.model_call.pixel_values.concatenate_along_dim0);
+    const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-web-q8-'));
+    const node = await AltCLIPModel.fromPretrained(path.join(FIXTURES, 'models', 'tiny-altclip'), { dtype: 'q8', graphCacheDir, threads: 1 });
+    const nodeImage = await node.getImageFeatures({ pixelValues: px });
+    const nodeText = await node.getTextFeatures({ inputIds: ids, attentionMask: mask });
+    await node.dispose();
+    fs.rmSync(graphCacheDir, { recursive: true, force: true });
+
+    const run = (p: Page) => p.evaluate(async ({ base, px, ids, mask }) => {
+      const { AltCLIPModel, Tensor } = (window as any).altclip;
+      const events: { stage: string; loaded: number; total: number }[] = [];
+      const model = await AltCLIPModel.fromPretrained(base, { dtype: 'q8', onProgress: (e: any) => events.push({ stage: e.stage, loaded: e.loaded, total: e.total }) });
+      const image = await model.getImageFeatures({ pixelValues: new Tensor('float32', Float32Array.from(px.data), px.dims) });
+      const text = await model.getTextFeatures({
+        inputIds: new Tensor('int64', BigInt64Array.from(ids.data, (v: number) => BigInt(v)), ids.dims),
+        attentionMask: new Tensor('int64', BigInt64Array.from(mask.data, (v: number) => BigInt(v)), mask.dims),
+      });
+      await model.dispose();
+      return { events, image: { dims: [...image.dims], data: Array.from(image.data as Float32Array) }, text: { dims: [...text.dims], data: Array.from(text.data as Float32Array) } };
+    }, { base: TINY, px: wire(px), ids: wire(ids), mask: wire(mask) });
+
+    await page.evaluate(() => (window as any).altclip.clearCache());
+    const firstRequests = server.requests.length;
+    const cold = await run(page);
+    const coldWeights = server.requests.slice(firstRequests).filter((r) => r.path.startsWith(TINY)).length;
+    assertClose(fromWire(cold.image), nodeImage, TOL, 'web-q8 vs node-q8 image features');
+    assertClose(fromWire(cold.text), nodeText, TOL, 'web-q8 vs node-q8 text features');
+
+    const download = cold.events.filter((e) => e.stage === 'download');
+    const build = cold.events.filter((e) => e.stage === 'build');
+    assert.ok(download.length >= 2);
+    download.forEach((e, i) => assert.ok(e.loaded <= e.total && (i === 0 || e.loaded >= download[i - 1]!.loaded)));
+    assert.equal(download.at(-1)!.loaded, download.at(-1)!.total);
+    assert.deepEqual(build.map((e) => e.loaded), [0, 1, 2]);
+
+    // a new page of the same origin: everything from the Cache API
+    const again = await openPage();
+    const before = server.requests.length;
+    const warm = await run(again);
+    const warmRequests = server.requests.slice(before).filter((r) => r.path.startsWith(TINY));
+    await again.close();
+    assert.deepEqual(warm.image.data, cold.image.data);
+    assert.deepEqual(warm.text.data, cold.text.data);
+    console.log(`q8 load: ${coldWeights} requests to the model folder cold, ${warmRequests.length} warm`);
+    assert.ok(coldWeights > 0);
+    assert.deepEqual(warmRequests.map((r) => r.path), []);
+  });
 });

@@ -23,6 +23,8 @@ export interface LoadProgress {
 
 /** Bytes per Range request at most (neighbouring tensors are fetched together up to this). */
 const REQUEST_BYTES = 64 * 1024 * 1024;
+/** Tensors this close are fetched in one request, the bytes between them dropped (zip entries' headers in a .bin). */
+const GAP_BYTES = 64 * 1024;
 /** The first request of a weights file: holds the header / directory of small checkpoints. */
 const HEAD_BYTES = 256 * 1024;
 
@@ -166,7 +168,7 @@ export async function loadWebWeights(fetcher: Fetcher, options: LoadWeightsOptio
       let end = missing[i]!.offset + missing[i]!.byteLength;
       while (i + group.length < missing.length) {
         const next = missing[i + group.length]!;
-        if (next.offset !== end || next.offset + next.byteLength - group[0]!.offset > REQUEST_BYTES) break;
+        if (next.offset < end || next.offset - end > GAP_BYTES || next.offset + next.byteLength - group[0]!.offset > REQUEST_BYTES) break;
         group.push(next);
         end = next.offset + next.byteLength;
       }
@@ -177,15 +179,23 @@ export async function loadWebWeights(fetcher: Fetcher, options: LoadWeightsOptio
       await fetcher.stream(file, start, end, (offset, chunk) => {
         let at = offset;
         let rest = chunk;
+        let copied = 0;
         while (rest.length) {
           while (group[k]!.offset + group[k]!.byteLength <= at) k++;
           const ref = group[k]!;
+          if (at < ref.offset) { // bytes between two tensors (a zip entry's header): skipped
+            const skip = Math.min(rest.length, ref.offset - at);
+            rest = rest.subarray(skip);
+            at += skip;
+            continue;
+          }
           const n = Math.min(rest.length, ref.offset + ref.byteLength - at);
           buffers[k]!.set(rest.subarray(0, n), at - ref.offset);
+          copied += n;
           rest = rest.subarray(n);
           at += n;
         }
-        progress(file, chunk.length);
+        progress(file, copied);
       });
       for (let j = 0; j < group.length; j++) await place(group[j]!, buffers[j]!, false);
     }
