@@ -266,4 +266,36 @@ describe('altclip/web in Chromium', { timeout: 240_000 }, () => {
     assert.ok(coldWeights > 0);
     assert.deepEqual(warmRequests.map((r) => r.path), []);
   });
+
+  it('examples/web: the demo page classifies a fixture image like the Node package (screenshot saved)', async () => {
+    const labels = ['a cat', '一只狗', 'un oiseau'];
+    const imageFile = path.join(FIXTURES, 'images', 'cat.jpg');
+    const demo = await context.newPage();
+    await demo.setViewportSize({ width: 900, height: 760 });
+    demo.on('pageerror', (e) => console.log(`[demo error] ${e.message}`));
+    await demo.goto(`${server.url}/examples/web/index.html?model=${encodeURIComponent(TINY)}&dtype=fp32&autoload`);
+    await demo.waitForFunction(() => /^Loaded /.test(document.getElementById('status')!.textContent ?? ''), null, { timeout: 120_000 });
+    await demo.fill('#labels', labels.join('\n'));
+    await demo.fill('#template', 'a photo of {}');
+    await demo.setInputFiles('#file', imageFile);
+    await demo.waitForFunction(() => document.body.dataset.classified === '1', null, { timeout: 60_000 });
+    const rows = await demo.$$eval('#results tbody tr', (trs) => trs.map((tr) => ({
+      label: tr.querySelector('.label')!.textContent, score: Number((tr as HTMLElement).dataset.score),
+    })));
+    const shot = path.join(process.env.ALTCLIP_SCREENSHOTS ?? os.tmpdir(), 'altclip-web-demo.png');
+    await demo.screenshot({ path: shot, fullPage: true });
+    console.log(`demo screenshot: ${shot}`);
+    await demo.close();
+
+    const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-web-demo-'));
+    const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
+    const { AltCLIPProcessor } = await import('../src/processor.js');
+    const { zeroShotImageClassification } = await import('../src/tasks/index.js');
+    const clip = { model: await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir, threads: 1 }), processor: await AltCLIPProcessor.fromPretrained(ckpt) };
+    const expected = await zeroShotImageClassification(clip, imageFile, labels, { hypothesisTemplate: 'a photo of {}' });
+    await clip.model.dispose();
+    fs.rmSync(graphCacheDir, { recursive: true, force: true });
+    assert.deepEqual(rows.map((r) => r.label), expected.map((r) => r.label));
+    rows.forEach((r, i) => assert.ok(Math.abs(r.score - expected[i]!.score) <= TOL, `${r.label}: ${r.score} vs Node ${expected[i]!.score}`));
+  });
 });
