@@ -1,5 +1,6 @@
-// Builds the browser bundle: dist/web/altclip.js (one ES module, no bundler needed to use it) and
-// the onnxruntime-web runtime files it loads from beside itself.
+// Builds the browser bundles: dist/web/altclip.js (onnxruntime-web's WASM build) and
+// dist/web/altclip.webgpu.js (its WebGPU + WASM build), each one ES module (no bundler needed to use
+// it), and the onnxruntime-web runtime files they load from beside themselves.
 //
 // The same sources as the Node package; what differs in the page is chosen here, in one place:
 //  - onnxruntime-node        -> onnxruntime-web (the same Tensor / InferenceSession API)
@@ -14,16 +15,22 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const out = path.join(root, 'dist', 'web');
+const defaultOut = path.join(root, 'dist', 'web');
 
-const ORT_FLAVOUR = process.env.ALTCLIP_ORT ?? 'wasm';
 const UNAVAILABLE = /^(node:.*|fs|path|os|crypto|url|zlib|worker_threads|sharp|cli-progress|commander)$/;
 
-/** @type {esbuild.Plugin} */
-const browserSeams = {
+/**
+ * @param {'wasm' | 'webgpu'} flavour onnxruntime-web's WASM-only build (14 MB runtime), or its WebGPU + WASM one (28 MB)
+ * @returns {esbuild.Plugin}
+ */
+const browserSeams = (flavour) => ({
   name: 'altclip-browser-seams',
   setup(build) {
-    build.onResolve({ filter: /^onnxruntime-(node|web)$/ }, async () => build.resolve(`onnxruntime-web/${ORT_FLAVOUR}`, { kind: 'import-statement', resolveDir: root }));
+    const ort = flavour === 'wasm' ? 'onnxruntime-web/wasm' : 'onnxruntime-web';
+    build.onResolve({ filter: /^onnxruntime-(node|web)$/ }, async (args) => {
+      if (args.pluginData?.ort) return undefined; // our own resolve below: esbuild's default resolution
+      return build.resolve(ort, { kind: 'import-statement', resolveDir: root, pluginData: { ort: true } });
+    });
     build.onResolve({ filter: /^\.\/(session|quantize)\.js$/ }, (args) => {
       if (path.resolve(args.importer) !== path.join(root, 'src', 'models', 'altclip.ts')) return undefined;
       return { path: path.join(root, 'src', 'web', args.path.replace(/\.js$/, '.ts')) };
@@ -36,13 +43,26 @@ const browserSeams = {
 module.exports = new Proxy(fail, { get: (_t, k) => (k === '__esModule' ? false : k === 'default' ? module.exports : fail), apply: fail });`,
     }));
   },
-};
+});
 
-export async function buildWeb({ minify = true } = {}) {
+/** dist/web/altclip.js (WASM) and dist/web/altclip.webgpu.js (WebGPU where the browser has an adapter, else WASM). */
+export async function buildWeb({ minify = true, outDir = defaultOut } = {}) {
+  const out = outDir;
   fs.mkdirSync(out, { recursive: true });
-  const result = await esbuild.build({
+  const [result] = await Promise.all(/** @type {const} */ (['wasm', 'webgpu']).map((flavour) => buildOne(flavour, minify, out)));
+  // onnxruntime-web's runtime (emscripten .mjs + .wasm), loaded from beside the bundles
+  const ortDist = path.join(root, 'node_modules', 'onnxruntime-web', 'dist');
+  for (const f of fs.readdirSync(ortDist)) {
+    if (/^ort-wasm-simd-threaded(\.jsep)?\.(mjs|wasm)$/.test(f)) fs.copyFileSync(path.join(ortDist, f), path.join(out, f));
+  }
+  return result;
+}
+
+/** @param {'wasm' | 'webgpu'} flavour @param {boolean} minify @param {string} out */
+async function buildOne(flavour, minify, out) {
+  return esbuild.build({
     entryPoints: [path.join(root, 'src', 'web', 'index.ts')],
-    outfile: path.join(out, 'altclip.js'),
+    outfile: path.join(out, flavour === 'wasm' ? 'altclip.js' : 'altclip.webgpu.js'),
     bundle: true,
     format: 'esm',
     platform: 'browser',
@@ -53,22 +73,16 @@ export async function buildWeb({ minify = true } = {}) {
     legalComments: 'linked',
     inject: [path.join(root, 'scripts', 'buffer-shim.mjs')],
     define: { 'process.env.NODE_ENV': '"production"' },
-    plugins: [browserSeams],
+    plugins: [browserSeams(flavour)],
     logLevel: 'warning',
     // Node-only code paths (hub downloads, graph cache) read fs functions range_fs does not have: never called in the page
     logOverride: { 'import-is-undefined': 'silent' },
     metafile: true,
   });
-  // onnxruntime-web's runtime (emscripten .mjs + .wasm), loaded from beside altclip.js
-  const ortDist = path.join(root, 'node_modules', 'onnxruntime-web', 'dist');
-  for (const f of fs.readdirSync(ortDist)) {
-    if (/^ort-wasm-simd-threaded(\.jsep|\.asyncify)?\.(mjs|wasm)$/.test(f)) fs.copyFileSync(path.join(ortDist, f), path.join(out, f));
-  }
-  return result;
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const r = await buildWeb({ minify: !process.argv.includes('--no-minify') });
-  const bytes = fs.statSync(path.join(out, 'altclip.js')).size;
+  const bytes = fs.statSync(path.join(defaultOut, 'altclip.js')).size;
   console.log(`dist/web/altclip.js: ${(bytes / 1024).toFixed(0)} KiB (${Object.keys(r.metafile.inputs).length} inputs)`);
 }

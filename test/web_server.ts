@@ -20,7 +20,8 @@ export interface StaticServer {
   close(): Promise<void>;
 }
 
-export async function startStaticServer(root: string): Promise<StaticServer> {
+/** `mounts` serve other folders at URL prefixes (e.g. {"/dist/web/": a build folder}). */
+export async function startStaticServer(root: string, mounts: Record<string, string> = {}): Promise<StaticServer> {
   const requests: LoggedRequest[] = [];
   const server = http.createServer((req, res) => {
     const log: LoggedRequest = { method: req.method ?? '', path: '', range: req.headers.range ?? null, status: 200, bytes: 0 };
@@ -46,8 +47,10 @@ export async function startStaticServer(root: string): Promise<StaticServer> {
     }
     log.path = rel;
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, {}, 'method not allowed');
-    const file = path.resolve(root, `.${rel}`);
-    if (file !== root && !file.startsWith(root + path.sep)) return send(403, {}, 'forbidden');
+    const mount = Object.keys(mounts).find((prefix) => rel.startsWith(prefix));
+    const base = mount ? path.resolve(mounts[mount]!) : root;
+    const file = path.resolve(base, `.${mount ? rel.slice(mount.length - 1) : rel}`);
+    if (file !== base && !file.startsWith(base + path.sep)) return send(403, {}, 'forbidden');
     let stat: fs.Stats;
     try {
       stat = fs.statSync(file);
