@@ -6,7 +6,7 @@
 // of the renderer processes' RSS, polled), and the Node process's.
 //
 //   node --import tsx bench/web.ts [--reps 5] [--fp32]      (--fp32 also tries fp32 in the page)
-import { chromium, type Browser, type BrowserServer } from 'playwright-core';
+import { chromium, type BrowserContext } from 'playwright-core';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -79,7 +79,19 @@ async function nodeRun(dir: string, threads: number, graphCacheDir: string): Pro
 
 interface PageResult extends Timings { first_result_s: number; load_s: number; downloaded_bytes: number; peak_rss_bytes: number; threads: number; error?: string }
 
-async function pageRun(browser: Browser, browserPid: number, url: string, base: string, dtype: string, threads: number, clear: boolean): Promise<PageResult> {
+/** The pid of the chromium whose command line names `userDataDir`. */
+function browserPid(userDataDir: string): number {
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (cmd.includes(userDataDir) && !cmd.includes('--type=')) return Number(d);
+    } catch { /* gone */ }
+  }
+  throw new Error(`no chromium process for ${userDataDir}`);
+}
+
+async function pageRun(browser: BrowserContext, browserPid: number, url: string, base: string, dtype: string, threads: number, clear: boolean): Promise<PageResult> {
   const page = await browser.newPage();
   await page.addInitScript('window.__name = (f) => f');
   await page.goto(`${url}/test/web_harness.html`);
@@ -133,13 +145,16 @@ const graphCacheDir = path.join(root, 'bench', '.cache', 'web-node-graphs');
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
 console.error(`bench/web.ts: ${cpu}, ${os.availableParallelism()} cores, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 
-let bserver: BrowserServer | undefined;
+// a persistent profile (on disk, as a visitor's browser): the Cache API outlives the page, so the
+// second page loads from it; Playwright's default contexts keep storage in memory, per context
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-web-bench-profile-'));
+let context: BrowserContext | undefined;
 const results: Record<string, unknown> = { cpu, cores: os.availableParallelism(), loadavg_start: os.loadavg(), reps, chromium: '' };
 try {
-  bserver = await chromium.launchServer({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
-  const browser = await chromium.connect(bserver.wsEndpoint());
-  results.chromium = browser.version();
-  const pid = bserver.process().pid!;
+  context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  const browser = context;
+  results.chromium = context.browser()?.version() ?? (await (await context.newPage()).evaluate(() => navigator.userAgent));
+  const pid = browserPid(userDataDir);
   for (const threads of [1, 2]) {
     console.error(`node q8, ${threads} thread(s)...`);
     const node = await nodeRun(dir, threads, graphCacheDir);
@@ -162,10 +177,10 @@ try {
     results.fp32_threads2 = { web };
   }
   results.loadavg_end = os.loadavg();
-  await browser.close();
 } finally {
-  await bserver?.close();
+  await context?.close();
   await server.close();
+  fs.rmSync(userDataDir, { recursive: true, force: true });
 }
 const outFile = path.join(root, 'bench', '.cache', 'web-last.json');
 fs.writeFileSync(outFile, JSON.stringify(results, null, 1));

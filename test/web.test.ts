@@ -73,7 +73,7 @@ after(async () => {
   fs.rmSync(WEB_OUT, { recursive: true, force: true });
 });
 
-// the timeout only guards against a hang: on a 2-core machine shared by 8 busy processes the suite took ~5 min, ~1 min alone
+// the timeout only guards against a hang: on the 2-core machine shared with 7 other busy helpers the suite took ~5 min
 describe('altclip/web in Chromium', { timeout: 900_000 }, () => {
   it('the bundle imports nothing from Node and ships onnxruntime-web beside it', () => {
     const js = fs.readFileSync(path.join(WEB_OUT, 'altclip.js'), 'utf8');
