@@ -28,11 +28,30 @@ const batch3Images = batch3.images.map((p) => path.join(FIXTURES, p));
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
-function altclip(args: string[]): Promise<Run> {
+// At most as many commands at once as there are cores: the cases run side by side, and on a busy
+// machine a crowd of model-loading processes would only wait on each other.
+const slots = { free: Math.max(2, os.availableParallelism()), waiting: [] as (() => void)[] };
+async function limited<T>(run: () => Promise<T>): Promise<T> {
+  if (slots.free === 0) await new Promise<void>((resolve) => slots.waiting.push(resolve));
+  else slots.free--;
+  try {
+    return await run();
+  } finally {
+    const next = slots.waiting.shift();
+    if (next) next();
+    else slots.free++;
+  }
+}
+
+function altclip(args: string[], options: { env?: Record<string, string> } = {}): Promise<Run> {
+  return limited(() => spawnAltclip(args, options));
+}
+
+function spawnAltclip(args: string[], options: { env?: Record<string, string> }): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
       cwd: ROOT,
-      env: { ...process.env, ALTCLIP_CACHE: path.join(tmp, 'cache'), HF_HUB_OFFLINE: '1', ALTCLIP_DEBUG: '' },
+      env: { ...process.env, ALTCLIP_CACHE: path.join(tmp, 'cache'), HF_HUB_OFFLINE: '1', ALTCLIP_DEBUG: '', ...options.env },
     });
     let stdout = '';
     let stderr = '';

@@ -108,6 +108,27 @@ test('BMP header claiming a huge size, and a truncated BMP', async () => {
   await expectError(write('short.bmp', bmp), /truncated pixel data/);
 });
 
+test('RLE BMP claiming 9000 x 9000 pixels with a few bytes of data: refused without taking the memory', async () => {
+  const head = Buffer.alloc(54 + 1024);
+  head.write('BM', 0, 'latin1');
+  head.writeUInt32LE(54 + 1024, 10);
+  head.writeUInt32LE(40, 14);
+  head.writeInt32LE(9000, 18);
+  head.writeInt32LE(9000, 22);
+  head.writeUInt16LE(1, 26);
+  head.writeUInt16LE(8, 28);
+  head.writeUInt32LE(1, 30); // BI_RLE8
+  for (let i = 0; i < 256; i++) head.writeUInt32LE(i * 0x010203, 54 + 4 * i);
+  const stream = Buffer.from([255, 7, 255, 9, 0, 0, 3, 4, 0, 1]); // two runs, end of line, a run, end of bitmap
+  const file = write('rle_bomb.bmp', Buffer.concat([head, stream]));
+  // rss misses zero-filled buffers that are never written; arrayBuffers counts every allocation
+  const before = process.memoryUsage().arrayBuffers;
+  let peak = 0;
+  await assert.rejects(loadImage(file).finally(() => (peak = process.memoryUsage().arrayBuffers - before)));
+  assert.ok(peak < 16 * 2 ** 20, `${(peak / 2 ** 20).toFixed(0)} MB of buffers for a 1 KB file`);
+  await expectError(file, /RLE data ends before the last pixel \(9003 of 81000000 pixels\)/);
+});
+
 test('unsupported formats', async () => {
   await expectError(write('drawing.svg', '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'), /unsupported image format SVG/);
   await expectError(write('scan.tif', Buffer.from('II*\0\x08\0\0\0\0\0', 'latin1')), /unsupported image format TIFF/);

@@ -1,7 +1,12 @@
 // Resampling filters and decoders vs Pillow 9.4 beyond the shared fixtures: every filter
 // (nearest, lanczos, bilinear, bicubic, box, hamming), up/down/one-axis resizes, and formats /
-// modes the fixtures lack (16-bit and sub-byte PNG, tRNS, LA, JPEG subsampling/progressive/gray/
-// CMYK, WebP, GIF, BMP). Goldens: test/image_pillow_goldens.json, made by image_pillow_goldens.py.
+// modes the fixtures lack: every PNG colour type x bit depth with and without tRNS (and interlaced),
+// every BMP bit depth / compression (BI_RGB, BI_BITFIELDS, BI_RLE8, BI_RLE4) / header Pillow reads,
+// JPEG subsampling/progressive/gray/CMYK, WebP, GIF — each decoded and run through
+// CLIPImageProcessor — the malformed files Pillow refuses, and randomly damaged RLE streams (the same
+// pixels where Pillow decodes them, a refusal where it does not). Goldens: test/image_pillow_goldens.json
+// and the inputs in test/fixtures/image_formats/, both made by image_pillow_goldens.py with Debian's
+// Pillow 9.4.0 and CLIPImageProcessor's arithmetic (checked there against the shared pixel goldens).
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -9,13 +14,20 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { convertToRGB, decodeImage, resize, setResampleBackend, type RawImage, type Resample } from '../src/image/index.js';
+import { CLIPImageProcessor, convertToRGB, decodeImage, loadImage, resize, setResampleBackend, type RawImage, type Resample } from '../src/image/index.js';
+import { RESAMPLE_WASM } from '../src/image/resample_wasm.js';
+import { assembleResampleWasm } from '../scripts/build-wasm.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const G = JSON.parse(fs.readFileSync(path.join(here, 'image_pillow_goldens.json'), 'utf8')) as {
   pillow: string;
   resize: { width: number; height: number; channels: 1 | 3; to: [number, number]; filter: Resample; sha256: string }[];
-  decode: { name: string; format: string; mode: string; width: number; height: number; base64: string; rgb_sha256: string }[];
+  decode: {
+    name: string; file: string; format: string; mode: string; rawmode: string; gray: boolean; width: number; height: number;
+    rgb_sha256: string; center_cropped_sha256: string; pixel_values_sha256: string;
+  }[];
+  refused: { name: string; file: string; pillow_error: string; error_pattern: string }[];
+  rle_fuzz: { base: string; edits: [number, number][]; truncate: number | null; rgb_sha256?: string; pillow_error?: string }[];
 };
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -32,8 +44,6 @@ function synth(w: number, h: number, c: 1 | 3): RawImage {
   }
   return { data, width: w, height: h, channels: c };
 }
-
-test('goldens come from Pillow 9.4.0', () => assert.equal(G.pillow, '9.4.0'));
 
 for (const backend of ['wasm', 'js'] as const) {
   test(`every filter and size matches Pillow Image.resize bit for bit (${backend} passes)`, () => {
@@ -53,14 +63,82 @@ for (const backend of ['wasm', 'js'] as const) {
   });
 }
 
+test('every decode case keeps its Pillow mode: gray as 1 channel (+ alpha), colour as 3 (+ alpha)', async () => {
+  // The processor resizes gray as one channel (a third of the work) and replicates it at the end.
+  const failures: string[] = [];
+  for (const c of G.decode) {
+    const img = await loadImage(path.join(here, c.file)).catch((e: Error) => e);
+    const want = c.gray ? [1, 2] : [3, 4];
+    if (img instanceof Error) failures.push(`${c.name}: ${img.message}`);
+    else if (img.width !== c.width || img.height !== c.height) failures.push(`${c.name}: ${img.width}x${img.height}, Pillow ${c.width}x${c.height}`);
+    else if (!want.includes(img.channels)) failures.push(`${c.name}: ${img.channels} channels for Pillow mode ${c.mode} (${c.rawmode})`);
+  }
+  assert.deepEqual(failures, []);
+});
+
 test('decoded formats and modes match Pillow Image.open(...).convert("RGB")', async () => {
   const failures: string[] = [];
   for (const c of G.decode) {
-    const img = convertToRGB(await decodeImage(Buffer.from(c.base64, 'base64'), c.name));
-    assert.deepEqual([img.width, img.height], [c.width, c.height], c.name);
-    if (sha256(img.data as Uint8Array) !== c.rgb_sha256) failures.push(`${c.name} (${c.format} ${c.mode})`);
+    const img = await loadImage(path.join(here, c.file)).then(convertToRGB, (e: Error) => e);
+    if (img instanceof Error) failures.push(`${c.name}: ${img.message}`);
+    else if (sha256(img.data as Uint8Array) !== c.rgb_sha256) failures.push(`${c.name} (${c.format} ${c.mode})`);
   }
   assert.deepEqual(failures, [], `${failures.length} of ${G.decode.length} decodes differ from Pillow`);
+});
+
+test('CLIPImageProcessor pixel values of every decode case equal the reference (uint8 crop and float32, bit for bit)', async () => {
+  const processor = await CLIPImageProcessor.fromPretrained(path.join(here, 'fixtures', 'image_processor'));
+  const failures: string[] = [];
+  for (const c of G.decode) {
+    const file = path.join(here, c.file);
+    try {
+      const crop = await processor.preprocessUint8(file);
+      if (sha256(crop.data as Uint8Array) !== c.center_cropped_sha256) failures.push(`${c.name}: center crop`);
+      const { pixelValues } = await processor.preprocess(file);
+      const f32 = pixelValues.data as Float32Array;
+      if (sha256(new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength)) !== c.pixel_values_sha256) failures.push(`${c.name}: pixel_values`);
+    } catch (e) {
+      failures.push(`${c.name}: ${(e as Error).message}`);
+    }
+  }
+  assert.deepEqual(failures, [], `${failures.length} differences over ${G.decode.length} files`);
+});
+
+test('files Pillow refuses (truncated or malformed RLE, unsupported layouts) are refused with an error naming the file', async () => {
+  assert.ok(G.refused.length >= 15);
+  const failures: string[] = [];
+  for (const c of G.refused) {
+    const file = path.join(here, c.file);
+    const got = await loadImage(file).then(() => null, (e: Error) => e.message);
+    if (got === null) failures.push(`${c.name}: decoded (Pillow: ${c.pillow_error})`);
+    else if (!got.startsWith(`${file}: `) || !new RegExp(c.error_pattern).test(got)) failures.push(`${c.name}: "${got}" (want /${c.error_pattern}/ naming the file)`);
+  }
+  assert.deepEqual(failures, []);
+});
+
+test('RLE streams with random damage: the same pixels as Pillow where it decodes them, a clear error where it does not', async () => {
+  const failures: string[] = [];
+  let decoded = 0;
+  for (const [i, c] of G.rle_fuzz.entries()) {
+    const base = G.decode.find((d) => d.name === c.base)!;
+    const bytes = new Uint8Array(fs.readFileSync(path.join(here, base.file)));
+    for (const [pos, val] of c.edits) bytes[pos] = val;
+    const name = `<fuzz ${i}: ${c.base}>`;
+    const got = await decodeImage(c.truncate === null ? bytes : bytes.subarray(0, c.truncate), name).then(convertToRGB, (e: Error) => e);
+    if (got instanceof Error) {
+      if (c.rgb_sha256) failures.push(`${name}: refused (${got.message}) but Pillow decodes it`);
+      else if (!got.message.startsWith(`${name}: invalid or unsupported BMP (`)) failures.push(`${name}: unclear error ${got.message}`);
+    } else if (!c.rgb_sha256) {
+      failures.push(`${name}: decoded but Pillow refuses it (${c.pillow_error})`);
+    } else if (sha256(got.data as Uint8Array) !== c.rgb_sha256) {
+      failures.push(`${name}: pixels differ from Pillow`);
+    } else {
+      decoded++;
+    }
+  }
+  assert.deepEqual(failures, []);
+  console.log(`${G.rle_fuzz.length} damaged RLE files: ${decoded} decoded as Pillow does, ${G.rle_fuzz.length - decoded} refused as Pillow does`);
+  assert.ok(decoded >= 20 && G.rle_fuzz.length - decoded >= 20, 'the fuzz cases cover both outcomes');
 });
 
 test('after an image too large to keep wasm memory for, the next instance gives the same bytes', () => {
@@ -73,4 +151,8 @@ test('after an image too large to keep wasm memory for, the next instance gives 
   assert.equal(sha256(a.data as Uint8Array), sha256(b.data as Uint8Array));
   const c = G.resize.find((r) => r.filter === 'lanczos' && r.channels === 3)!;
   assert.equal(sha256(resize(synth(c.width, c.height, 3), c.to[0], c.to[1], 'lanczos').data as Uint8Array), c.sha256);
+});
+
+test('the shipped resample_wasm.ts is what scripts/build-wasm.ts assembles from resample.wat', async () => {
+  assert.equal(Buffer.from(await assembleResampleWasm()).toString('base64'), RESAMPLE_WASM);
 });

@@ -6,39 +6,27 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 
 import { CLIPImageProcessor, configFromDict, convertToRGB, loadImage, resize, shortestEdgeSize, type RawImage } from '../src/image/index.js';
+import { FIXTURES, Goldens } from './helpers/goldens.js';
 
-const FIX = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+const FIX = FIXTURES;
 const IP = path.join(FIX, 'image_processor');
 
-/** Tiny safetensors reader (header + raw little-endian data) for the goldens. */
-function readSafetensors(file: string): Map<string, { dtype: string; shape: number[]; bytes: Uint8Array }> {
-  const buf = fs.readFileSync(file);
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  const out = new Map();
-  for (const [name, t] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    const bytes = new Uint8Array(buf.subarray(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1]));
-    out.set(name, { dtype: t.dtype, shape: t.shape, bytes });
-  }
-  return out;
-}
-
-const goldens = readSafetensors(path.join(IP, 'pixel_values.safetensors'));
+const goldens = new Goldens(path.join(IP, 'pixel_values.safetensors'));
 const index = JSON.parse(fs.readFileSync(path.join(IP, 'pixel_values.json'), 'utf8'));
 const images: { file: string; mode: string; width: number; height: number; resized_width: number; resized_height: number; crop_top: number; crop_left: number; decoded_rgb_uint8_hwc?: string; resized_uint8_hwc?: string; center_cropped_uint8_hwc: string; pixel_values: string }[] = index.images;
 
 function golden(name: string): Uint8Array {
   const t = goldens.get(name);
-  assert.ok(t, `no golden ${name}`);
-  return t.bytes;
+  assert.equal(t.type, 'uint8', name);
+  return t.data as Uint8Array;
 }
 function goldenF32(name: string): Float32Array {
-  const b = golden(name);
-  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  const t = goldens.get(name);
+  assert.equal(t.type, 'float32', name);
+  return t.data as Float32Array;
 }
 function countDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length, 'length');
@@ -244,13 +232,14 @@ test('per-call overrides behave like transformers kwargs', async () => {
 
 test('size / crop_size overrides reproduce the interpolate_pos_encoding goldens (280x280, 160x192)', async () => {
   const processor = await processorP;
-  const g = readSafetensors(path.join(FIX, 'goldens', 'interpolate_pos_encoding.safetensors'));
+  const g = new Goldens(path.join(FIX, 'goldens', 'interpolate_pos_encoding.safetensors'));
   const inputs = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', 'interpolate_pos_encoding.json'), 'utf8')).inputs;
   for (const spec of Object.values(inputs) as { image: string; processor_call: { size: { shortest_edge: number }; crop_size: { height: number; width: number } }; pixel_values: string; shape: number[] }[]) {
     const { pixelValues } = await processor.preprocess(path.join(FIX, spec.image), { size: spec.processor_call.size, cropSize: spec.processor_call.crop_size });
     assert.deepEqual(pixelValues.dims, spec.shape);
-    const want = g.get(spec.pixel_values)!.bytes;
-    const m = maxAbsDiff(pixelValues.data as Float32Array, new Float32Array(want.buffer, want.byteOffset, want.byteLength / 4));
+    const want = g.get(spec.pixel_values);
+    assert.deepEqual(want.dims, spec.shape);
+    const m = maxAbsDiff(pixelValues.data as Float32Array, want.data as Float32Array);
     console.log(`${spec.pixel_values}: max abs diff ${m}`);
     assert.equal(m, 0);
   }

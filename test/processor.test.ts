@@ -6,38 +6,17 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { AltCLIPModel } from '../src/models/altclip.js';
 import { AltCLIPProcessor } from '../src/processor.js';
 import type { Tensor } from '../src/tensor.js';
+import { FIXTURES, Goldens } from './helpers/goldens.js';
 
-const FIX = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+const FIX = FIXTURES;
 const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-processor-graphs-'));
 after(() => fs.rmSync(graphCacheDir, { recursive: true, force: true }));
 
-type Golden = { dtype: string; shape: number[]; bytes: Uint8Array };
-/** Tiny safetensors reader (header + raw little-endian data). */
-function readSafetensors(file: string): Map<string, Golden> {
-  const buf = fs.readFileSync(file);
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  const out = new Map<string, Golden>();
-  for (const [name, t] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    out.set(name, { dtype: t.dtype, shape: t.shape, bytes: new Uint8Array(buf.subarray(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1])) });
-  }
-  return out;
-}
-function values(g: Golden | undefined, name: string): Float32Array | BigInt64Array {
-  assert.ok(g, `no golden ${name}`);
-  const b = g.bytes.buffer.slice(g.bytes.byteOffset, g.bytes.byteOffset + g.bytes.byteLength);
-  if (g.dtype === 'F32') return new Float32Array(b);
-  if (g.dtype === 'I64') return new BigInt64Array(b);
-  throw new Error(`unexpected dtype ${g.dtype}`);
-}
-
-const pixelGoldens = readSafetensors(path.join(FIX, 'image_processor', 'pixel_values.safetensors'));
+const pixelGoldens = new Goldens(path.join(FIX, 'image_processor', 'pixel_values.safetensors'));
 
 interface Combo {
   name: string;
@@ -58,7 +37,7 @@ function maxAbsDiff(t: Tensor, want: Float32Array): number {
 for (const ckptName of ['tiny-altclip', 'tiny-altclip-b']) {
   const ckpt = path.join(FIX, 'models', ckptName);
   const index = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', `${ckptName}.json`), 'utf8'));
-  const goldens = readSafetensors(path.join(FIX, 'goldens', `${ckptName}.safetensors`));
+  const goldens = new Goldens(path.join(FIX, 'goldens', `${ckptName}.safetensors`));
 
   describe(`AltCLIPProcessor ${ckptName}`, async () => {
     const processor = await AltCLIPProcessor.fromPretrained(ckpt);
@@ -73,24 +52,22 @@ for (const ckptName of ['tiny-altclip', 'tiny-altclip-b']) {
           padding: combo.processor_call.padding,
           maxLength: combo.processor_call.max_length,
         });
-        const ids = values(goldens.get(`${combo.name}/inputs/input_ids`), 'input_ids');
+        const ids = goldens.get(`${combo.name}/inputs/input_ids`);
         assert.equal(inputs.inputIds?.type, 'int64');
-        assert.deepEqual(inputs.inputIds?.dims, goldens.get(`${combo.name}/inputs/input_ids`)!.shape);
-        assert.deepEqual([...(inputs.inputIds!.data as BigInt64Array)], [...ids]);
+        assert.deepEqual(inputs.inputIds?.dims, ids.dims);
+        assert.deepEqual([...(inputs.inputIds!.data as BigInt64Array)], [...(ids.data as BigInt64Array)]);
         assert.equal(inputs.attentionMask?.type, 'int64');
-        assert.deepEqual([...(inputs.attentionMask!.data as BigInt64Array)], [...values(goldens.get(`${combo.name}/inputs/attention_mask`), 'attention_mask')]);
-        const names = combo.model_call.pixel_values.concatenate_along_dim0;
-        const want = new Float32Array(names.length * 3 * 224 * 224);
-        names.forEach((n, i) => want.set(values(pixelGoldens.get(n), n) as Float32Array, i * 3 * 224 * 224));
+        assert.deepEqual([...(inputs.attentionMask!.data as BigInt64Array)], [...(goldens.get(`${combo.name}/inputs/attention_mask`).data as BigInt64Array)]);
+        const want = pixelGoldens.concat(combo.model_call.pixel_values.concatenate_along_dim0);
         assert.equal(inputs.pixelValues?.type, 'float32');
-        assert.deepEqual(inputs.pixelValues?.dims, [names.length, 3, 224, 224]);
-        assert.equal(maxAbsDiff(inputs.pixelValues!, want), 0);
+        assert.deepEqual(inputs.pixelValues?.dims, want.dims);
+        assert.equal(maxAbsDiff(inputs.pixelValues!, want.data as Float32Array), 0);
 
         const out = await model.forward({ ...(inputs as Required<typeof inputs>), returnLoss: combo.model_call.return_loss });
         const report: string[] = [];
         const check = (t: Tensor | undefined, name: string) => {
           assert.ok(t, `${name} missing`);
-          const d = maxAbsDiff(t, values(goldens.get(`${combo.name}/outputs/${name}`), name) as Float32Array);
+          const d = maxAbsDiff(t, goldens.get(`${combo.name}/outputs/${name}`).data as Float32Array);
           report.push(`${name} ${d.toExponential(1)}`);
           assert.ok(d <= 1e-4, `${combo.name} ${name}: max abs diff ${d}`);
         };
@@ -106,10 +83,10 @@ for (const ckptName of ['tiny-altclip', 'tiny-altclip-b']) {
     it('text only and images only, as in Python', async () => {
       const t = await processor.process({ text: 'a photo of a cat' });
       assert.deepEqual(Object.keys(t).sort(), ['attentionMask', 'inputIds']);
-      assert.deepEqual([...(t.inputIds!.data as BigInt64Array)], [...values(goldens.get('single/inputs/input_ids'), 'ids')]);
+      assert.deepEqual([...(t.inputIds!.data as BigInt64Array)], [...(goldens.get('single/inputs/input_ids').data as BigInt64Array)]);
       const i = await processor.process({ images: path.join(FIX, 'images', 'cat.jpg') });
       assert.deepEqual(Object.keys(i), ['pixelValues']);
-      assert.equal(maxAbsDiff(i.pixelValues!, values(pixelGoldens.get('pixel_values/cat'), 'cat') as Float32Array), 0);
+      assert.equal(maxAbsDiff(i.pixelValues!, pixelGoldens.get('pixel_values/cat').data as Float32Array), 0);
       await assert.rejects(processor.process({}), /either text or images/);
       // texts of different lengths need padding to make a tensor (transformers raises too)
       await assert.rejects(processor.process({ text: ['a', 'a much longer text than the first'] }), /padding/);

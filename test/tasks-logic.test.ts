@@ -1,10 +1,13 @@
 // Task logic against a small stand-in model whose embeddings are known exactly: softmax/sigmoid,
-// sorting, topK, templates and prompt ensembling, batching, the logit scale read off forward().
+// sorting, topK, templates and prompt ensembling, batching and streaming, per-input failures,
+// progress, cancellation, empty inputs.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Tensor } from '../src/tensor.js';
-import { embedImages, embedTexts, imageTextSimilarity, logitScale, pipeline, zeroShotImageClassification } from '../src/tasks/index.js';
-import type { AltCLIPParts, TaskModel, TaskProcessor } from '../src/tasks/index.js';
+import {
+  embedImageBatches, embedImages, embedTextBatches, embedTexts, imageTextSimilarity, logitScale, pipeline, zeroShotImageClassification,
+} from '../src/tasks/index.js';
+import type { AltCLIPParts, InputFailure, TaskModel, TaskProcessor } from '../src/tasks/index.js';
 
 const DIM = 4;
 const SCALE = 14.284855842590332;
@@ -22,9 +25,9 @@ const unit = (v: number[]) => {
 const dot = (a: number[], b: number[]) => a.reduce((s, x, i) => s + x * b[i], 0);
 
 /** Stand-in: "input ids" are indices into a registry of strings, "pixels" encode the image's name. */
-function fake(): AltCLIPParts & { calls: { text: string[][]; images: number[] } } {
+function fake(): AltCLIPParts & { calls: { text: string[][]; images: number[]; imageRuns: number[] } } {
   const registry: string[] = [];
-  const calls = { text: [] as string[][], images: [] as number[] };
+  const calls = { text: [] as string[][], images: [] as number[], imageRuns: [] as number[] };
   const idOf = (s: string) => (registry.includes(s) ? registry.indexOf(s) : registry.push(s) - 1);
   const features = (ids: Tensor) =>
     new Tensor('float32', Float32Array.from([...(ids.data as BigInt64Array)].flatMap((id) => vectorOf(registry[Number(id)]))), [ids.dims[0], DIM]);
@@ -51,19 +54,12 @@ function fake(): AltCLIPParts & { calls: { text: string[][]; images: number[] } 
     },
   };
   const model: TaskModel = {
+    config: { projectionDim: DIM },
+    logitScaleExp: SCALE,
     getTextFeatures: async ({ inputIds }) => features(inputIds),
-    getImageFeatures: async ({ pixelValues }) => features(pixelValues),
-    async forward({ inputIds, pixelValues }) {
-      const t = features(inputIds!);
-      const im = features(pixelValues!);
-      const rows = (x: Tensor) => Array.from({ length: x.dims[0] }, (_, i) => unit([...(x.data as Float32Array).subarray(i * DIM, (i + 1) * DIM)]));
-      const [tr, ir] = [rows(t), rows(im)];
-      const logits = ir.flatMap((a) => tr.map((b) => SCALE * dot(a, b)));
-      return {
-        logitsPerImage: new Tensor('float32', Float32Array.from(logits), [ir.length, tr.length]),
-        textEmbeds: new Tensor('float32', Float32Array.from(tr.flat()), [tr.length, DIM]),
-        imageEmbeds: new Tensor('float32', Float32Array.from(ir.flat()), [ir.length, DIM]),
-      };
+    getImageFeatures: async ({ pixelValues }) => {
+      calls.imageRuns.push(pixelValues.dims[0]!);
+      return features(pixelValues);
     },
     dispose: async () => {},
   };
@@ -84,12 +80,8 @@ function assertClose(actual: number, expected: number, tol: number, what: string
 }
 
 describe('logitScale', () => {
-  test('is read off forward() to float32 precision and cached', async () => {
-    const clip = fake();
-    assertClose(await logitScale(clip), SCALE, SCALE * 1e-6, 'scale');
-    const before = clip.calls.text.length;
-    await logitScale(clip);
-    assert.equal(clip.calls.text.length, before);
+  test('is exp(logit_scale) in float32', () => {
+    assert.equal(logitScale(fake()), Math.fround(SCALE));
   });
 });
 
@@ -114,7 +106,7 @@ describe('zeroShotImageClassification', () => {
     assert.equal(all.length, 3);
     assert.deepEqual(top.map((r) => r.length), [1, 1, 1]);
     assert.deepEqual(top.map((r) => r[0].label), all.map((r) => r[0].label));
-    assert.deepEqual(clip.calls.images.slice(0, 2), [2, 1]); // batches of 2 (then the logit-scale probe)
+    assert.deepEqual(clip.calls.imageRuns.slice(0, 2), [2, 1]); // model runs of 2, then 1
   });
 
   test('multiLabel: sigmoid of each logit', async () => {
@@ -193,5 +185,146 @@ describe('pipeline', () => {
     const embed = await pipeline('feature-extraction', clip);
     assert.deepEqual((await embed(['x'])).dims, [1, DIM]);
     await assert.rejects(pipeline('nope' as 'feature-extraction', clip), /unknown task/);
+  });
+});
+
+describe('per-input failures (onError), progress, cancellation', () => {
+  const images = ['a.jpg', 'corrupt1.jpg', 'b.jpg', 'c.jpg', 'corrupt2.png'];
+
+  test('with onError: unreadable images are reported (index, input, error naming it) and get no row', async () => {
+    const clip = fake();
+    const failures: InputFailure[] = [];
+    const progress: [number, number][] = [];
+    const e = await embedImages(clip, images, { batchSize: 2, onError: (f) => failures.push(f), onProgress: (d, t) => progress.push([d, t]) });
+    assert.deepEqual(e.dims, [3, DIM]);
+    ['a.jpg', 'b.jpg', 'c.jpg'].forEach((im, i) =>
+      unit(vectorOf(`image:${im}`)).forEach((x, k) => assertClose((e.data as Float32Array)[i * DIM + k], x, 1e-6, im)));
+    assert.deepEqual(failures.map((f) => [f.index, f.input]), [[1, 'corrupt1.jpg'], [4, 'corrupt2.png']]);
+    for (const f of failures) assert.match(f.error.message, new RegExp(`^${f.input.replace('.', '\\.')}: unsupported image format`));
+    assert.deepEqual(progress, [[2, 5], [4, 5], [5, 5]]); // failed inputs count as finished
+    assert.deepEqual(clip.calls.imageRuns, [1, 2]); // the batch of one bad image never reaches the model
+  });
+
+  test('without onError: the first unreadable image throws, naming it', async () => {
+    await assert.rejects(embedImages(fake(), images), /corrupt1\.jpg: unsupported image format/);
+  });
+
+  test('bytes and raw pixels are named by their position', async () => {
+    const clip = fake();
+    const bad = fake();
+    bad.processor = { process: async () => { throw new Error('image 0 (encoded bytes): not an image'); } };
+    const failures: InputFailure[] = [];
+    await embedImages(bad, [new Uint8Array(3), new Uint8Array(4)], { onError: (f) => failures.push(f) });
+    assert.deepEqual(failures.map((f) => [f.input, f.error.message]), [['<input #0>', '<input #0>: not an image'], ['<input #1>', '<input #1>: not an image']]);
+    assert.equal((await embedImages(clip, [])).dims[0], 0);
+  });
+
+  test('zeroShotImageClassification and imageTextSimilarity skip and report failed images too', async () => {
+    const clip = fake();
+    const failures: number[] = [];
+    const onError = (f: InputFailure) => failures.push(f.index);
+    const scores = await zeroShotImageClassification(clip, images, ['x', 'y'], { onError, batchSize: 2 });
+    assert.equal(scores.length, 3);
+    assert.deepEqual(scores[1], await zeroShotImageClassification(clip, 'b.jpg', ['x', 'y']));
+    const sim = await imageTextSimilarity(clip, images, ['x', 'y'], { onError });
+    assert.equal(sim.cosine.length, 3);
+    assert.deepEqual(failures, [1, 4, 1, 4]);
+  });
+
+  test('embedImageBatches: indices say which input each row is; rows equal embedImages', async () => {
+    const clip = fake();
+    const got: number[][] = [];
+    const rows: Float32Array[] = [];
+    for await (const b of embedImageBatches(clip, images, { batchSize: 2, onError: () => {} })) {
+      assert.equal(b.embeddings.length, b.indices.length);
+      got.push(b.indices);
+      rows.push(...b.embeddings);
+    }
+    assert.deepEqual(got, [[0], [2, 3]]);
+    const all = await embedImages(clip, ['a.jpg', 'b.jpg', 'c.jpg']);
+    assert.deepEqual(rows.flatMap((r) => [...r]), [...(all.data as Float32Array)]);
+  });
+
+  test('the next batch is preprocessed while the model runs the current one', async () => {
+    // A model run of batch 0 that finishes only once the processor has been asked for batch 1's
+    // first image (or after 5 s, and then the order below is wrong): without the overlap the events
+    // would read run0-start, run0-end, prep2.
+    const clip = fake();
+    const events: string[] = [];
+    let release: () => void = () => {};
+    const process = clip.processor.process.bind(clip.processor);
+    clip.processor = {
+      async process(inputs) {
+        const name = String((inputs.images as string[])[0]);
+        events.push(`prep ${name}`);
+        if (name === 'c.jpg') release();
+        return process(inputs);
+      },
+    };
+    const getImageFeatures = clip.model.getImageFeatures.bind(clip.model);
+    let run = 0;
+    clip.model = {
+      ...clip.model,
+      async getImageFeatures(inputs) {
+        const k = run++;
+        events.push(`run${k} start`);
+        if (k === 0) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, 5000);
+            release = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+        }
+        events.push(`run${k} end`);
+        return getImageFeatures(inputs);
+      },
+    };
+    for await (const _ of embedImageBatches(clip, ['a.jpg', 'b.jpg', 'c.jpg', 'd.jpg'], { batchSize: 2 })) {
+      // consume
+    }
+    assert.ok(events.indexOf('prep c.jpg') < events.indexOf('run0 end'), events.join(', '));
+    assert.ok(events.indexOf('run0 start') < events.indexOf('prep c.jpg'), events.join(', '));
+  });
+
+  test('texts stream in batches too, in order', async () => {
+    const clip = fake();
+    const got: number[][] = [];
+    for await (const b of embedTextBatches(clip, ['a', 'b', 'c'], { batchSize: 2 })) got.push(b.indices);
+    assert.deepEqual(got, [[0, 1], [2]]);
+  });
+
+  test('signal: an abort stops between batches with an AbortError; no further model run', async () => {
+    const clip = fake();
+    const controller = new AbortController();
+    const seen: number[][] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const b of embedImageBatches(clip, ['a.jpg', 'b.jpg', 'c.jpg', 'd.jpg'], { batchSize: 1, signal: controller.signal })) {
+          seen.push(b.indices);
+          if (b.indices[0] === 1) controller.abort();
+        }
+      })(),
+      { name: 'AbortError' },
+    );
+    assert.deepEqual(seen, [[0], [1]]);
+    assert.deepEqual(clip.calls.imageRuns, [1, 1]);
+    await assert.rejects(embedTexts(clip, ['a'], { signal: AbortSignal.abort() }), { name: 'AbortError' });
+  });
+});
+
+describe('empty inputs', () => {
+  test('embedTexts([]) and embedImages([]) are [0, projection_dim]', async () => {
+    const clip = fake();
+    assert.deepEqual((await embedTexts(clip, [])).dims, [0, DIM]);
+    assert.deepEqual((await embedImages(clip, [])).dims, [0, DIM]);
+    assert.deepEqual(clip.calls.text, []);
+  });
+
+  test('no images: zeroShotImageClassification gives [], imageTextSimilarity an empty matrix', async () => {
+    const clip = fake();
+    assert.deepEqual(await zeroShotImageClassification(clip, [], ['a cat', 'a dog']), []);
+    assert.deepEqual(await imageTextSimilarity(clip, [], ['a']), { cosine: [], logitsPerImage: [] });
   });
 });

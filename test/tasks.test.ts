@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { AltCLIPModel } from '../src/models/altclip.js';
 import { AltCLIPProcessor } from '../src/processor.js';
 import {
-  embedImages, embedTexts, imageTextSimilarity, logitScale, pipeline, zeroShotImageClassification, type AltCLIPParts,
+  embedImages, embedTexts, imageTextSimilarity, loadAltCLIP, logitScale, pipeline, zeroShotImageClassification, type AltCLIPParts,
 } from '../src/tasks/index.js';
 import { Tensor } from '../src/tensor.js';
 import { assertClose, FIXTURES, Goldens, maxDiffByFamily, printDiffTable } from './helpers/goldens.js';
@@ -87,15 +87,8 @@ for (const name of ['tiny-altclip', 'tiny-altclip-b']) {
       });
     }
 
-    it('logitScale: exp(logit_scale), also when read off forward() for a model that does not expose it', async () => {
-      assert.equal(await logitScale(clip), Math.fround(scale));
-      const m = clip.model;
-      const bare = {
-        getTextFeatures: m.getTextFeatures.bind(m), getImageFeatures: m.getImageFeatures.bind(m),
-        forward: m.forward.bind(m), dispose: async () => {},
-      };
-      const measured = await logitScale({ model: bare, processor: clip.processor });
-      assert.ok(Math.abs(measured - scale) <= scale * 1e-5, `${measured} vs ${scale}`);
+    it('logitScale: exp(logit_scale) in float32', () => {
+      assert.equal(logitScale(clip), Math.fround(scale));
     });
 
     it('the default template and prompt ensembling agree with the embeddings', async () => {
@@ -133,6 +126,76 @@ describe('pipeline() on a model folder', () => {
       for (let i = 0; i < 2; i++) assert.ok(Math.abs(result[i]!.score - best[i]!.score) <= 1e-5);
     } finally {
       await classify.dispose();
+    }
+  });
+});
+
+describe('loadAltCLIP: identity and parts', () => {
+  const folder = path.join(FIXTURES, 'models', 'tiny-altclip');
+  const g = new Goldens(path.join(FIXTURES, 'goldens', 'tiny-altclip.safetensors'));
+  const batch3 = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'goldens', 'tiny-altclip.json'), 'utf8')).combos
+    .find((c: Combo) => c.name === 'batch3') as Combo;
+
+  it('a local folder: its real path, no revision, the dtype and projection_dim', async () => {
+    // a relative path through a symlink names the same folder
+    const link = path.join(graphCacheDir, 'link-to-tiny');
+    fs.symlinkSync(path.resolve(folder), link);
+    const clip = await loadAltCLIP(path.relative(process.cwd(), link), { graphCacheDir, threads: 1, dtype: 'q8' });
+    try {
+      assert.deepEqual(clip.identity, { model: fs.realpathSync(folder), revision: null, dtype: 'q8', projectionDim: 24 });
+    } finally {
+      await clip.model.dispose();
+    }
+  });
+
+  it('a hub repo: the repo id and the commit its files came from (an offline cache in huggingface_hub layout)', async () => {
+    const commit = '0123456789abcdef0123456789abcdef01234567';
+    const cacheDir = fs.mkdtempSync(path.join(graphCacheDir, 'hub-'));
+    const repo = path.join(cacheDir, 'models--BAAI--tiny-altclip');
+    fs.mkdirSync(path.join(repo, 'refs'), { recursive: true });
+    fs.writeFileSync(path.join(repo, 'refs', 'main'), commit);
+    fs.cpSync(folder, path.join(repo, 'snapshots', commit), { recursive: true });
+    const clip = await loadAltCLIP('BAAI/tiny-altclip', { cacheDir, localFilesOnly: true, graphCacheDir, threads: 1 });
+    try {
+      assert.deepEqual(clip.identity, { model: 'BAAI/tiny-altclip', revision: commit, dtype: 'fp32', projectionDim: 24 });
+    } finally {
+      await clip.model.dispose();
+    }
+  });
+
+  it('parts: "text" embeds texts (= text_embeds) and says clearly that it cannot embed images', async () => {
+    const clip = await loadAltCLIP(folder, { parts: 'text', graphCacheDir, threads: 1 });
+    try {
+      assertClose(await embedTexts(clip, batch3.texts), g.get('batch3/outputs/text_embeds'), 1e-5, 'parts text/text_embeds');
+      await assert.rejects(embedImages(clip, path.join(FIXTURES, batch3.images[0]!)), /loaded with parts: "text".*cannot embed images/);
+    } finally {
+      await clip.model.dispose();
+    }
+  });
+
+  it('parts: "vision" embeds images (= image_embeds), not texts', async () => {
+    const clip = await loadAltCLIP(folder, { parts: 'vision', graphCacheDir, threads: 1 });
+    try {
+      assertClose(await embedImages(clip, batch3.images.map((p) => path.join(FIXTURES, p))), g.get('batch3/outputs/image_embeds'), 1e-5, 'parts vision/image_embeds');
+      await assert.rejects(embedTexts(clip, ['a']), /loaded with parts: "vision".*cannot embed texts/);
+      await assert.rejects(loadAltCLIP(folder, { parts: 'audio' as 'text' }), /parts must be "text", "vision" or "both"/);
+    } finally {
+      await clip.model.dispose();
+    }
+  });
+
+  it('an empty name or a file is a clear error, not a hub lookup', async () => {
+    await assert.rejects(loadAltCLIP(''), /no model given/);
+    await assert.rejects(loadAltCLIP(path.join(folder, 'config.json')), /config\.json is a file, not a model folder/);
+  });
+
+  it('real model: no images give [] and no texts give [0, projection_dim]', async () => {
+    const clip = await loadAltCLIP(folder, { graphCacheDir, threads: 1 });
+    try {
+      assert.deepEqual(await zeroShotImageClassification(clip, [], ['a cat', 'a dog']), []);
+      assert.deepEqual((await embedTexts(clip, [])).dims, [0, 24]);
+    } finally {
+      await clip.model.dispose();
     }
   });
 });

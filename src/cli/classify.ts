@@ -1,12 +1,9 @@
 // altclip classify <image...> --labels <label...>
 import { Command } from 'commander';
-import { embedImageMatrix } from '../tasks/embeddings.js';
-import { splitRows, stackRows } from '../tasks/math.js';
-import { logitScale } from '../tasks/similarity.js';
-import { DEFAULT_HYPOTHESIS_TEMPLATE, type LabelScore, labelEmbeddings, scoreLabels } from '../tasks/zero-shot.js';
+import { DEFAULT_HYPOTHESIS_TEMPLATE, zeroShotImageClassification } from '../tasks/zero-shot.js';
 import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';
 import { expandImages } from './inputs.js';
-import { type ModelFlags, addModelOptions, imageBatches, loadModel, num, positiveInt, progressBar } from './shared.js';
+import { type ModelFlags, SkippedImages, addModelOptions, loadModel, num, positiveInt, progressBar } from './shared.js';
 
 interface ClassifyFlags extends ModelFlags {
   labels: string[];
@@ -46,22 +43,20 @@ async function classify(imageArgs: string[], flags: ClassifyFlags): Promise<numb
   for (const t of templates) if (!t.includes('{}')) throw new CliError(`--template ${JSON.stringify(t)} has no {} where the label goes`);
   const images = expandImages(imageArgs);
   const clip = await loadModel(flags);
-  const results: { image: string; labels: LabelScore[] }[] = [];
   const progress = progressBar(images.length, 'classifying');
   try {
-    // The labels' text embeddings once; then the images batch by batch (a bad image only loses itself).
-    const labelEmbeds = await labelEmbeddings(clip, labels, templates, { batchSize: flags.batchSize });
-    const scale = await logitScale(clip);
-    const skipped = await imageBatches(
-      images,
-      flags.batchSize,
-      async (batch) => splitRows(await embedImageMatrix(clip, batch, { batchSize: flags.batchSize })),
-      (batch, rows) => {
-        const scores = scoreLabels(stackRows(rows), labelEmbeds, labels, scale, { topK: flags.topK, multiLabel: flags.multiLabel });
-        batch.forEach((image, i) => results.push({ image, labels: scores[i]! }));
-      },
-      progress,
-    );
+    const skips = new SkippedImages(progress);
+    const scores = await zeroShotImageClassification(clip, images, labels, {
+      hypothesisTemplate: templates,
+      topK: flags.topK,
+      multiLabel: flags.multiLabel,
+      batchSize: flags.batchSize,
+      onError: skips.onError,
+      onProgress: skips.onProgress,
+    });
+    skips.finish();
+    const skipped = skips.skipped;
+    const results = skips.kept(images).map((image, i) => ({ image, labels: scores[i]! }));
     progress.stop();
     if (flags.json) {
       const out = { model: flags.model, templates, multiLabel: Boolean(flags.multiLabel), results, skipped };

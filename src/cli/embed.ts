@@ -3,12 +3,11 @@
 // skipped and the new rows appended.
 import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
-import { embedImageMatrix, embedTextMatrix } from '../tasks/embeddings.js';
-import { type Matrix, splitRows, stackRows } from '../tasks/math.js';
+import { embedImageBatches, embedTextBatches } from '../tasks/embeddings.js';
 import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';
 import { expandImages, readTextsFile } from './inputs.js';
 import { NpyAppender } from './npy.js';
-import { type ModelFlags, addModelOptions, imageBatches, loadModel, progressBar } from './shared.js';
+import { type ModelFlags, type Skipped, SkippedImages, addModelOptions, loadModel, progressBar } from './shared.js';
 
 interface EmbedFlags extends ModelFlags {
   out: string;
@@ -81,25 +80,21 @@ async function embed(inputArgs: string[], flags: EmbedFlags): Promise<number> {
   const todoTexts = texts.filter((input) => !sink.done.has(keyOf({ type: 'text', input })));
   const already = images.length + texts.length - todoImages.length - todoTexts.length;
 
-  let skipped: { input: string; error: string }[] = [];
+  let skipped: Skipped[] = [];
   if (todoImages.length + todoTexts.length > 0) {
     const clip = await loadModel(flags);
     const progress = progressBar(todoImages.length + todoTexts.length, 'embedding');
     const options = { normalize: flags.normalize, batchSize: flags.batchSize };
     try {
-      skipped = await imageBatches(
-        todoImages,
-        flags.batchSize,
-        async (batch) => splitRows(await embedImageMatrix(clip, batch, options)),
-        (batch, rows) => sink.write(batch.map((input) => ({ type: 'image', input })), stackRows(rows)),
-        progress,
-        already === 0 && todoTexts.length === 0, // otherwise there is output even if every image fails
-      );
-      for (let start = 0; start < todoTexts.length; start += flags.batchSize) {
-        const batch = todoTexts.slice(start, start + flags.batchSize);
-        const m = await embedTextMatrix(clip, batch, options);
-        sink.write(batch.map((input) => ({ type: 'text', input })), m);
-        progress.advance(batch.length);
+      const skips = new SkippedImages(progress);
+      for await (const b of embedImageBatches(clip, todoImages, { ...options, onError: skips.onError, onProgress: skips.onProgress })) {
+        sink.write(b.indices.map((i) => ({ type: 'image', input: todoImages[i]! })), b.embeddings);
+      }
+      skips.finish(already === 0 && todoTexts.length === 0); // otherwise there is output even if every image fails
+      skipped = skips.skipped;
+      const onProgress = (done: number) => progress.update(todoImages.length + done);
+      for await (const b of embedTextBatches(clip, todoTexts, { ...options, onProgress })) {
+        sink.write(b.indices.map((i) => ({ type: 'text', input: todoTexts[i]! })), b.embeddings);
       }
     } finally {
       progress.stop();
@@ -135,7 +130,8 @@ interface Sink {
   done: Set<string>;
   rows: number;
   cols?: number;
-  write(inputs: RowInput[], m: Matrix): void;
+  /** `rows[k]` is the embedding of `inputs[k]`. */
+  write(inputs: RowInput[], rows: Float32Array[]): void;
   close(): void;
 }
 
@@ -165,14 +161,17 @@ class NpySink implements Sink {
     this.cols = this.npy.cols;
   }
 
-  write(inputs: RowInput[], m: Matrix): void {
+  write(inputs: RowInput[], rows: Float32Array[]): void {
+    const cols = rows[0]!.length;
     if (!this.npy) {
-      this.npy = NpyAppender.create(this.out, m.cols);
+      this.npy = NpyAppender.create(this.out, cols);
       fs.writeFileSync(this.rowsFile, '');
-      this.cols = m.cols;
+      this.cols = cols;
     }
-    checkDim(this.out, this.npy.cols, m.cols);
-    this.npy.append(m.data);
+    checkDim(this.out, this.npy.cols, cols);
+    const data = new Float32Array(rows.length * cols);
+    rows.forEach((r, i) => data.set(r, i * cols));
+    this.npy.append(data);
     fs.appendFileSync(this.rowsFile, inputs.map((r) => `${JSON.stringify(r)}\n`).join(''));
     this.rows = this.npy.rows;
   }
@@ -202,16 +201,17 @@ class JsonlSink implements Sink {
     this.started = true;
   }
 
-  write(inputs: RowInput[], m: Matrix): void {
+  write(inputs: RowInput[], rows: Float32Array[]): void {
     if (!this.started) {
       fs.writeFileSync(this.out, '');
       this.started = true;
     }
-    if (this.cols !== undefined) checkDim(this.out, this.cols, m.cols);
-    this.cols = m.cols;
+    const cols = rows[0]!.length;
+    if (this.cols !== undefined) checkDim(this.out, this.cols, cols);
+    this.cols = cols;
     const lines = inputs.map((r, i) => {
       // 9 significant digits give back the exact float32 value.
-      const embedding = Array.from(m.data.subarray(i * m.cols, (i + 1) * m.cols), (x) => Number(x.toPrecision(9)));
+      const embedding = Array.from(rows[i]!, (x) => Number(x.toPrecision(9)));
       return `${JSON.stringify({ ...r, embedding })}\n`;
     });
     fs.appendFileSync(this.out, lines.join(''));

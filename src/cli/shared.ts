@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { ModelOptions } from '../models/altclip.js';
-import { type AltCLIPParts, DEFAULT_BATCH_SIZE, DEFAULT_MODEL } from '../tasks/types.js';
+import { type AltCLIPParts, DEFAULT_BATCH_SIZE, DEFAULT_MODEL, type InputFailure } from '../tasks/types.js';
 import { CliError, oneLine, warn } from './errors.js';
 
 export interface ModelFlags {
@@ -51,7 +51,8 @@ export interface Skipped {
 }
 
 export interface Progress {
-  advance(n: number): void;
+  /** Inputs finished so far. */
+  update(done: number): void;
   /** Prints a warning line without breaking the bar. */
   warn(message: string): void;
   stop(): void;
@@ -59,7 +60,7 @@ export interface Progress {
 
 /** A progress bar on stderr when it is a terminal (plain warnings otherwise). */
 export function progressBar(total: number, what: string): Progress {
-  if (!process.stderr.isTTY || total <= 1) return { advance() {}, warn, stop() {} };
+  if (!process.stderr.isTTY || total <= 1) return { update() {}, warn, stop() {} };
   const bar = new SingleBar({
     stream: process.stderr,
     format: `${what} |{bar}| {value}/{total} | {eta_formatted} left`,
@@ -69,7 +70,7 @@ export function progressBar(total: number, what: string): Progress {
   bar.start(total, 0);
   let active = true;
   return {
-    advance: (n) => bar.increment(n),
+    update: (done) => bar.update(done),
     warn: (message) => {
       if (!active) return warn(message);
       // Clear the bar's line, print the warning, move the bar's saved position (ESC 7, restored by
@@ -87,63 +88,54 @@ export function progressBar(total: number, what: string): Progress {
 }
 
 /**
- * Runs `run` on the images batch by batch. When a batch fails, its images are retried one by one and
- * those that still fail are skipped with a warning; `done` receives each batch's surviving images and
- * their results. If no image at all succeeds and `needOne` (the command would output nothing), that
- * is an error naming the first failure.
+ * The commands' side of a task's onError / onProgress: each unreadable image becomes a warning
+ * ("skipped <path>: <problem>") and an entry of `skipped`. Warnings wait for a first success, so a
+ * lone bad image gives a single error line (see finish()).
  */
-export async function imageBatches<R>(
-  images: string[],
-  batchSize: number,
-  run: (batch: string[]) => Promise<R[]>,
-  done: (batch: string[], results: R[]) => void | Promise<void>,
-  progress: Pick<Progress, 'advance' | 'warn'> = { advance() {}, warn },
-  needOne = true,
-): Promise<Skipped[]> {
-  const skipped: Skipped[] = [];
-  // Warnings wait for a first success, so a lone bad image gives a single error line.
-  let anyOk = false;
-  const pending: string[] = [];
-  const skip = (input: string, err: unknown) => {
-    const message = oneLine(err);
-    const s = { input, error: message.includes(input) ? message : `${input}: ${message}` };
-    skipped.push(s);
-    if (anyOk) progress.warn(`skipped ${s.error}`);
-    else pending.push(`skipped ${s.error}`);
+export class SkippedImages {
+  readonly skipped: Skipped[] = [];
+  readonly failed = new Set<number>();
+  private readonly pending: string[] = [];
+  private anyOk = false;
+
+  /** `offset`: inputs before these images on the same progress bar. */
+  constructor(private readonly progress: Pick<Progress, 'update' | 'warn'>, private readonly offset = 0) {}
+
+  readonly onError = (f: InputFailure): void => {
+    const error = oneLine(f.error);
+    this.skipped.push({ input: f.input, error });
+    this.failed.add(f.index);
+    if (this.anyOk) this.progress.warn(`skipped ${error}`);
+    else this.pending.push(`skipped ${error}`);
   };
-  for (let start = 0; start < images.length; start += batchSize) {
-    const batch = images.slice(start, start + batchSize);
-    let kept: string[] = [];
-    let results: R[] = [];
-    try {
-      results = await run(batch);
-      kept = batch;
-    } catch (err) {
-      if (batch.length === 1) skip(batch[0], err);
-      else {
-        for (const image of batch) {
-          try {
-            results.push(...(await run([image])));
-            kept.push(image);
-          } catch (e) {
-            skip(image, e);
-          }
-        }
-      }
+
+  readonly onProgress = (done: number): void => {
+    if (!this.anyOk && done > this.skipped.length) {
+      this.anyOk = true;
+      this.pending.splice(0).forEach((m) => this.progress.warn(m));
     }
-    if (kept.length > 0) {
-      if (!anyOk) pending.splice(0).forEach((m) => progress.warn(m));
-      anyOk = true;
-      await done(kept, results);
+    this.progress.update(this.offset + done);
+  };
+
+  /** The images that were not skipped. */
+  kept<T>(images: T[]): T[] {
+    return images.filter((_, i) => !this.failed.has(i));
+  }
+
+  /**
+   * After the task: if every image failed and the command has nothing else to show (`needOne`), an
+   * error naming the first failure; otherwise the held-back warnings.
+   */
+  finish(needOne = true): void {
+    if (this.anyOk || this.skipped.length === 0) return;
+    if (!needOne) {
+      this.pending.splice(0).forEach((m) => this.progress.warn(m));
+      return;
     }
-    progress.advance(batch.length);
+    const n = this.skipped.length;
+    const more = n > 1 ? ` (and ${n - 1} more unreadable image${n > 2 ? 's' : ''})` : '';
+    throw new CliError(`${this.skipped[0]!.error}${more}`);
   }
-  if (!anyOk && !needOne) pending.forEach((m) => progress.warn(m));
-  else if (!anyOk && skipped.length > 0) {
-    const more = skipped.length > 1 ? ` (and ${skipped.length - 1} more unreadable image${skipped.length > 2 ? 's' : ''})` : '';
-    throw new CliError(`${skipped[0].error}${more}`);
-  }
-  return skipped;
 }
 
 /** Score/number column: fixed decimals, right-aligned. */

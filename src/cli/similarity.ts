@@ -1,11 +1,9 @@
 // altclip similarity --images <...> --texts <...>
 import { Command } from 'commander';
-import { embedImageMatrix, embedTextMatrix } from '../tasks/embeddings.js';
-import { matmulTransposed, splitRows, stackRows } from '../tasks/math.js';
-import { logitScale } from '../tasks/similarity.js';
+import { imageTextSimilarity } from '../tasks/similarity.js';
 import { CliError, EXIT_OK, EXIT_SKIPPED } from './errors.js';
 import { expandImages, readTextsFile } from './inputs.js';
-import { type ModelFlags, addModelOptions, imageBatches, loadModel, num, progressBar } from './shared.js';
+import { type ModelFlags, SkippedImages, addModelOptions, loadModel, num, progressBar } from './shared.js';
 
 interface SimilarityFlags extends ModelFlags {
   images: string[];
@@ -38,22 +36,17 @@ async function similarity(flags: SimilarityFlags): Promise<number> {
   if (texts.length === 0) throw new CliError('no texts given: use --texts and/or --texts-file');
   const images = expandImages(flags.images);
   const clip = await loadModel(flags);
-  const rows: { image: string; cosine: number[]; logits: number[] }[] = [];
   const progress = progressBar(images.length, 'comparing');
   try {
-    // The texts once; then the images batch by batch (a bad image only loses itself).
-    const textEmbeds = await embedTextMatrix(clip, texts, { batchSize: flags.batchSize });
-    const scale = await logitScale(clip);
-    const skipped = await imageBatches(
-      images,
-      flags.batchSize,
-      async (batch) => splitRows(await embedImageMatrix(clip, batch, { batchSize: flags.batchSize })),
-      (batch, embeds) => {
-        const cosines = matmulTransposed(stackRows(embeds), textEmbeds);
-        batch.forEach((image, i) => rows.push({ image, cosine: cosines[i]!, logits: cosines[i]!.map((c) => c * scale) }));
-      },
-      progress,
-    );
+    const skips = new SkippedImages(progress);
+    const sim = await imageTextSimilarity(clip, images, texts, {
+      batchSize: flags.batchSize,
+      onError: skips.onError,
+      onProgress: skips.onProgress,
+    });
+    skips.finish();
+    const skipped = skips.skipped;
+    const rows = skips.kept(images).map((image, i) => ({ image, cosine: sim.cosine[i]!, logits: sim.logitsPerImage[i]! }));
     progress.stop();
     if (flags.json) {
       const out = {

@@ -1,5 +1,7 @@
-// Image loading: any ImageInput -> 8-bit pixels in the mode Pillow 9.4's Image.open gives
-// (L / LA / RGB / RGBA, as RawImage channels 1 / 2 / 3 / 4), then Image.convert("RGB").
+// Image loading: any ImageInput -> 8-bit pixels whose Image.convert("RGB") (convertToRGB in
+// processor.ts) is Pillow 9.4's: gray modes ("1", "L", "I", "LA") as 1 or 2 channels (gray, alpha),
+// colour modes ("RGB", "RGBA", "P", "CMYK") as 3 or 4 (RGB, alpha). The alpha channel, when there is
+// one, is never used for RGB (convert("RGB") drops it).
 //
 // Decoding is sharp (libvips: libjpeg-turbo/mozjpeg, libspng, libwebp, libnsgif) plus bmp.ts.
 // What Pillow does and sharp would not do by default:
@@ -7,12 +9,16 @@
 //   profile; `ignoreIcc`),
 // - EXIF orientation is not applied (CLIPImageProcessor uses the pixels as stored); opt-in,
 // - 16-bit PNG: Pillow keeps the most significant byte ("RGB;16B", "LA;16B"), except 16-bit
-//   grayscale, which opens as mode "I" and whose convert("RGB") clips to 0..255 (i2rgb),
+//   grayscale (colour type 0), which opens as mode "I" and whose convert("RGB") clips to 0..255
+//   (i2rgb) — also with a tRNS chunk, which Pillow keeps as info["transparency"] while libspng adds
+//   an alpha channel: only the IHDR colour type tells it from gray + alpha (colour type 4),
+// - palette PNG: an index past the PLTE entries shows Pillow's gray ramp (i, i, i), not black,
 // - CMYK JPEG: Pillow's naive cmyk2rgb, no profile,
 // - GIF transparency: the transparent index keeps its palette colour (mode P).
 import * as fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import sharp, { type Sharp } from 'sharp';
+import { crc32 } from '../weights/zip.js';
 import { decodeBmp } from './bmp.js';
 import type { ImageInput, RawImage } from './types.js';
 
@@ -59,6 +65,7 @@ export async function decodeImage(bytes: Uint8Array, name: string, options: Imag
   if (format === null) throw new Error(`${name}: not a recognised image (supported formats: ${SUPPORTED})`);
   if (typeof format === 'object') throw new Error(`${name}: unsupported image format ${format.unsupported} (supported: ${SUPPORTED})`);
   if (format === 'BMP') return decodeBmp(bytes, name, maxPixels);
+  if (format === 'PNG') bytes = withFullPalette(bytes);
 
   const open = (headerOnly = false) =>
     sharp(bytes, {
@@ -77,7 +84,7 @@ export async function decodeImage(bytes: Uint8Array, name: string, options: Imag
       throw new Error(`${header.width}x${header.height} = ${header.width * header.height} pixels exceeds the limit of ${maxPixels} (decompression bomb?)`);
     }
     const gray = header.gray;
-    if (header.depth16) return await decode16(open(), gray);
+    if (header.depth16) return await decode16(open(), gray, header.modeI);
     if (header.cmyk) return await decodeCmyk(open());
     const pipeline = gray ? open().toColourspace('b-w') : open();
     const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
@@ -94,6 +101,8 @@ interface HeaderInfo {
   height: number;
   gray: boolean;
   depth16: boolean;
+  /** 16-bit gray without an alpha channel in the file: Pillow's mode "I" (PNG colour type 0). */
+  modeI: boolean;
   cmyk: boolean;
 }
 
@@ -106,7 +115,14 @@ function headerInfo(b: Uint8Array, format: Format): HeaderInfo | null {
     if (b.length < 33 || !ascii(b, 12, 'IHDR')) return null;
     const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
     const [depth, colorType] = [b[24], b[25]];
-    return { width: dv.getUint32(16), height: dv.getUint32(20), gray: colorType === 0 || colorType === 4, depth16: depth === 16, cmyk: false };
+    return {
+      width: dv.getUint32(16),
+      height: dv.getUint32(20),
+      gray: colorType === 0 || colorType === 4,
+      depth16: depth === 16,
+      modeI: depth === 16 && colorType === 0,
+      cmyk: false,
+    };
   }
   if (format === 'JPEG') {
     let p = 2;
@@ -125,12 +141,50 @@ function headerInfo(b: Uint8Array, format: Format): HeaderInfo | null {
       if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
         const [precision, components] = [b[p + 4], b[p + 9]];
         if (precision !== 8 || ![1, 3].includes(components)) return null; // 12-bit, CMYK/YCCK: ask sharp
-        return { height: (b[p + 5] << 8) | b[p + 6], width: (b[p + 7] << 8) | b[p + 8], gray: components === 1, depth16: false, cmyk: false };
+        return { height: (b[p + 5] << 8) | b[p + 6], width: (b[p + 7] << 8) | b[p + 8], gray: components === 1, depth16: false, modeI: false, cmyk: false };
       }
       p += 2 + len;
     }
   }
   return null;
+}
+
+/**
+ * A palette PNG whose PLTE has fewer than 2^depth entries (or none) gets them completed with
+ * (i, i, i): Pillow's palette starts as that gray ramp (ImagingPaletteNew) and PLTE overwrites the
+ * first entries, so an index past PLTE shows gray i, where libspng gives black. Other files are
+ * returned as they are.
+ */
+function withFullPalette(b: Uint8Array): Uint8Array {
+  if (b.length < 33 || !ascii(b, 12, 'IHDR') || b[25] !== 3 || b[24] > 8) return b;
+  const entries = 1 << b[24];
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let p = 8;
+  let plte: { start: number; end: number; n: number } | null = null;
+  let firstIdat = -1;
+  while (p + 12 <= b.length) {
+    const len = dv.getUint32(p);
+    if (p + 12 + len > b.length) return b; // truncated: let the decoder report it
+    if (ascii(b, p + 4, 'PLTE')) plte = { start: p, end: p + 12 + len, n: Math.floor(len / 3) };
+    if (ascii(b, p + 4, 'IDAT')) {
+      firstIdat = p;
+      break;
+    }
+    p += 12 + len;
+  }
+  if (firstIdat < 0 || (plte && plte.n >= entries)) return b;
+  const data = new Uint8Array(entries * 3);
+  if (plte) data.set(b.subarray(plte.start + 8, plte.start + 8 + plte.n * 3));
+  for (let i = plte?.n ?? 0; i < entries; i++) data[i * 3] = data[i * 3 + 1] = data[i * 3 + 2] = i;
+  const chunk = new Uint8Array(12 + data.length);
+  const cv = new DataView(chunk.buffer);
+  cv.setUint32(0, data.length);
+  chunk.set([0x50, 0x4c, 0x54, 0x45], 4); // "PLTE"
+  chunk.set(data, 8);
+  cv.setUint32(8 + data.length, crc32(chunk.subarray(4, 8 + data.length)));
+  // PLTE goes where it was, or (absent) right before the first IDAT
+  const [cut, resume] = plte ? [plte.start, plte.end] : [firstIdat, firstIdat];
+  return Buffer.concat([b.subarray(0, cut), chunk, b.subarray(resume)]);
 }
 
 async function metadataInfo(img: Sharp): Promise<HeaderInfo> {
@@ -141,19 +195,27 @@ async function metadataInfo(img: Sharp): Promise<HeaderInfo> {
     height: meta.height,
     gray: meta.space === 'b-w' || meta.space === 'grey16',
     depth16: meta.depth === 'ushort',
+    modeI: meta.space === 'grey16' && meta.channels === 1,
     cmyk: meta.space === 'cmyk',
   };
 }
 
-async function decode16(img: Sharp, gray: boolean): Promise<RawImage> {
+async function decode16(img: Sharp, gray: boolean, modeI: boolean): Promise<RawImage> {
   const { data, info } = await img.toColourspace(gray ? 'grey16' : 'rgb16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
   const src = new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
-  const out = new Uint8Array(src.length);
-  if (gray && info.channels === 1) {
-    for (let i = 0; i < src.length; i++) out[i] = src[i] > 255 ? 255 : src[i]; // mode "I" -> i2rgb clips
-  } else {
-    for (let i = 0; i < src.length; i++) out[i] = src[i] >> 8; // "RGB;16B" etc.: high byte
+  const n = info.width * info.height;
+  if (modeI) {
+    // mode "I" -> convert("RGB") is i2rgb: clip to 0..255. A tRNS alpha added by the codec is
+    // dropped (convert("RGB") drops transparency anyway).
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const v = src[i * info.channels];
+      out[i] = v > 255 ? 255 : v;
+    }
+    return { data: out, width: info.width, height: info.height, channels: 1 };
   }
+  const out = new Uint8Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = src[i] >> 8; // "RGB;16B", "LA;16B", "RGBA;16B": high byte
   return { data: out, width: info.width, height: info.height, channels: info.channels };
 }
 
@@ -277,36 +339,4 @@ export async function loadImage(input: ImageInput, options: ImageDecodeOptions =
   }
   if (url.protocol === 'http:' || url.protocol === 'https:') return decodeImage(await fetchBytes(url.href), url.href, options);
   throw new Error(`${url.href}: unsupported URL scheme ${url.protocol}`);
-}
-
-/**
- * Image.convert("RGB") of Pillow 9.4: L / LA replicate the gray value, RGBA and LA drop alpha
- * without compositing (the hidden colour of transparent pixels stays).
- */
-export function convertToRGB(image: RawImage): RawImage {
-  const { width, height, channels: ch, data } = image;
-  if (ch === 3) return image;
-  const n = width * height;
-  const out = new Uint8Array(n * 3);
-  if (ch === 4) {
-    for (let i = 0; i < n; i++) {
-      out[i * 3] = data[i * 4];
-      out[i * 3 + 1] = data[i * 4 + 1];
-      out[i * 3 + 2] = data[i * 4 + 2];
-    }
-  } else {
-    for (let i = 0; i < n; i++) out[i * 3] = out[i * 3 + 1] = out[i * 3 + 2] = data[i * ch];
-  }
-  return { data: out, width, height, channels: 3 };
-}
-
-/** Drop the alpha channel (LA -> L, RGBA -> RGB); the rest of convert("RGB") is per-channel. */
-export function dropAlpha(image: RawImage): RawImage {
-  const { width, height, channels: ch, data } = image;
-  if (ch === 1 || ch === 3) return image;
-  const c = ch - 1;
-  const n = width * height;
-  const out = new Uint8Array(n * c);
-  for (let i = 0; i < n; i++) for (let b = 0; b < c; b++) out[i * c + b] = data[i * ch + b];
-  return { data: out, width, height, channels: c as 1 | 3 };
 }

@@ -1,10 +1,12 @@
 // Image stage: decoding (sharp), Pillow-exact resampling, CLIPImageProcessor.
 export type { ImageInput, RawImage } from './types.js';
-export { loadImage, decodeImage, convertToRGB, dropAlpha, DEFAULT_MAX_PIXELS, type ImageDecodeOptions } from './decode.js';
+export { loadImage, decodeImage, DEFAULT_MAX_PIXELS, type ImageDecodeOptions } from './decode.js';
 export { resize, setResampleBackend, PIL_RESAMPLE, type Resample, type Region } from './resample.js';
 export {
   CLIPImageProcessor,
   configFromDict,
+  convertToRGB,
+  dropAlpha,
   shortestEdgeSize,
   type ImageProcessorConfig,
   type PreprocessOverrides,

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs/promises';
 import { resolveFile, type PretrainedOptions } from '../hub/index.js';
 import { Tensor } from '../tensor.js';
-import { dropAlpha, loadImage, type ImageDecodeOptions } from './decode.js';
+import { loadImage, type ImageDecodeOptions } from './decode.js';
 import { PIL_RESAMPLE, resize, type Region, type Resample } from './resample.js';
 import type { ImageInput, RawImage } from './types.js';
 
@@ -133,14 +133,44 @@ export function shortestEdgeSize(width: number, height: number, edge: number): {
   return width <= height ? { width: edge, height: newLong } : { width: newLong, height: edge };
 }
 
-/** transformers' center_crop, including its zero padding when the image is smaller than the crop. */
+/** Drop the alpha channel (LA -> L, RGBA -> RGB); the rest of convert("RGB") is per-channel. */
+export function dropAlpha(image: RawImage): RawImage {
+  const { width, height, channels: ch, data } = image;
+  if (ch === 1 || ch === 3) return image;
+  const c = ch - 1;
+  const n = width * height;
+  const out = new Uint8Array(n * c);
+  for (let i = 0; i < n; i++) for (let b = 0; b < c; b++) out[i * c + b] = data[i * ch + b];
+  return { data: out, width, height, channels: c as 1 | 3 };
+}
+
+/** Gray (1 channel) -> RGB by replicating the value; RGB is returned as it is. */
+function grayToRgb(img: RawImage): RawImage {
+  if (img.channels === 3) return img;
+  if (img.channels !== 1) throw new Error(`grayToRgb: expected 1 or 3 channels, got ${img.channels}`);
+  const n = img.width * img.height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) out[i * 3] = out[i * 3 + 1] = out[i * 3 + 2] = img.data[i];
+  return { data: out, width: img.width, height: img.height, channels: 3 };
+}
+
+/**
+ * convert_to_rgb = Pillow 9.4's Image.convert("RGB") of a decoded image: alpha dropped without
+ * compositing (the hidden colour of transparent pixels stays), gray replicated. The processor runs
+ * the same two steps with the resize in between (gray is resized as one channel).
+ */
+export function convertToRGB(image: RawImage): RawImage {
+  return grayToRgb(dropAlpha(image));
+}
+
+/**
+ * transformers' center_crop when the crop reaches outside the image (zero padding). A crop inside
+ * the image never comes here: resizeAndCrop resizes only that window.
+ */
 function centerCrop(img: RawImage, cropH: number, cropW: number): RawImage {
   const { width: w, height: h, channels: ch, data } = img;
   const top = Math.floor((h - cropH) / 2);
   const left = Math.floor((w - cropW) / 2);
-  if (top >= 0 && left >= 0 && top + cropH <= h && left + cropW <= w) {
-    return resize(img, w, h, 'nearest', { left, top, width: cropW, height: cropH }); // same size: a copy
-  }
   // Padding then slicing puts source pixel (top + y, left + x) at output (y, x); the rest is 0.
   const out = new Uint8Array(cropH * cropW * ch);
   for (let y = 0; y < cropH; y++) {
@@ -221,7 +251,7 @@ export class CLIPImageProcessor {
     } else {
       out = resize(img, target.width, target.height, cfg.resample);
     }
-    if (out.channels === 1 && !keepGray) out = grayToRgb(out);
+    if (!keepGray) out = grayToRgb(out);
     return out;
   }
 
@@ -271,13 +301,6 @@ function definedOnly(o: ImageDecodeOptions): ImageDecodeOptions {
   if (o.applyExifOrientation !== undefined) r.applyExifOrientation = o.applyExifOrientation;
   if (o.maxPixels !== undefined) r.maxPixels = o.maxPixels;
   return r;
-}
-
-function grayToRgb(img: RawImage): RawImage {
-  const n = img.width * img.height;
-  const out = new Uint8Array(n * 3);
-  for (let i = 0; i < n; i++) out[i * 3] = out[i * 3 + 1] = out[i * 3 + 2] = img.data[i];
-  return { data: out, width: img.width, height: img.height, channels: 3 };
 }
 
 /**

@@ -1,7 +1,7 @@
 ;; The two passes of resample.ts (Pillow's ImagingResampleHorizontal_8bpc / Vertical_8bpc) with
 ;; WebAssembly SIMD: the same 32-bit integer sums (i32x4.mul / i32x4.add wrap exactly like C `int`,
 ;; which Pillow's coefficients never overflow), the same clip8 (>> 22, then saturate to 0..255).
-;; Build: node --import tsx src/image/build-wasm.ts  (writes resample_wasm.ts).
+;; Build: node --import tsx scripts/build-wasm.ts  (writes resample_wasm.ts).
 (module
   (memory (export "memory") 1)
 

@@ -1,4 +1,6 @@
-export { embedImages, embedTexts, type EmbedOptions } from './embeddings.js';
+export {
+  embedImageBatches, embedImages, embedTextBatches, embedTexts,
+} from './embeddings.js';
 export { imageTextSimilarity, logitScale, type SimilarityResult } from './similarity.js';
 export {
   DEFAULT_HYPOTHESIS_TEMPLATE,
@@ -6,6 +8,8 @@ export {
   type LabelScore,
   type ZeroShotOptions,
 } from './zero-shot.js';
-export { loadAltCLIP, pipeline, type Pipeline, type PipelineTask, type PipelineTasks } from './pipeline.js';
+export { loadAltCLIP, pipeline, type LoadOptions, type Pipeline, type PipelineTask, type PipelineTasks } from './pipeline.js';
 export { DEFAULT_BATCH_SIZE, DEFAULT_MODEL } from './types.js';
-export type { AltCLIPParts, BatchOptions, ImageInput, TaskModel, TaskProcessor } from './types.js';
+export type {
+  AltCLIPParts, BatchOptions, EmbedOptions, EmbeddingBatch, ImageInput, InputFailure, ModelIdentity, TaskModel, TaskProcessor,
+} from './types.js';

@@ -1,7 +1,7 @@
 // Zero-shot image classification, as transformers' ZeroShotImageClassificationPipeline
 // (pipelines/zero_shot_image_classification.py, 4.40.2): each label is put into the hypothesis
 // template, scores = softmax over the image's logits_per_image row, sorted by score, top_k kept.
-import { embedImageMatrix, embedTextMatrix } from './embeddings.js';
+import { imageEmbeddingMatrix, textEmbeddingMatrix } from './embeddings.js';
 import { type Matrix, matmulTransposed, meanOfRowGroups, normalizeRows, sigmoid, softmax } from './math.js';
 import { logitScale } from './similarity.js';
 import type { AltCLIPParts, BatchOptions, ImageInput } from './types.js';
@@ -27,7 +27,10 @@ export interface LabelScore {
   score: number;
 }
 
-/** One image: its labels with scores, best first. Several images: one such list per image. */
+/**
+ * One image: its labels with scores, best first. Several images: one such list per image (with
+ * onError: per image kept, in order; the failures are reported with their indices).
+ */
 export async function zeroShotImageClassification(
   clip: AltCLIPParts, images: ImageInput, candidateLabels: string[], options?: ZeroShotOptions): Promise<LabelScore[]>;
 export async function zeroShotImageClassification(
@@ -40,16 +43,16 @@ export async function zeroShotImageClassification(
 ): Promise<LabelScore[] | LabelScore[][]> {
   checkTopK(options.topK);
   const labelEmbeds = await labelEmbeddings(clip, candidateLabels, options.hypothesisTemplate, options);
-  const imageEmbeds = await embedImageMatrix(clip, Array.isArray(images) ? images : [images], options);
-  const results = scoreLabels(imageEmbeds, labelEmbeds, candidateLabels, await logitScale(clip), options);
-  return Array.isArray(images) ? results : results[0]!;
+  const imageEmbeds = await imageEmbeddingMatrix(clip, Array.isArray(images) ? images : [images], options);
+  const results = scoreLabels(imageEmbeds, labelEmbeds, candidateLabels, logitScale(clip), options);
+  return Array.isArray(images) ? results : results[0] ?? [];
 }
 
 /**
  * The text embedding of each label, [labels, projection_dim], normalised: its template-filled text's
  * embedding, or with several templates the normalised mean over them (prompt ensembling).
  */
-export async function labelEmbeddings(
+async function labelEmbeddings(
   clip: AltCLIPParts,
   candidateLabels: string[],
   hypothesisTemplate: string | string[] = DEFAULT_HYPOTHESIS_TEMPLATE,
@@ -59,7 +62,7 @@ export async function labelEmbeddings(
   const templates = checkTemplates(hypothesisTemplate);
   // Texts in label-major order: label 0 with every template, then label 1, ...
   const texts = labels.flatMap((label) => templates.map((t) => fillTemplate(t, label)));
-  const textEmbeds = await embedTextMatrix(clip, texts, { batchSize: options.batchSize });
+  const textEmbeds = await textEmbeddingMatrix(clip, texts, { batchSize: options.batchSize, signal: options.signal });
   return templates.length > 1 ? normalizeRows(meanOfRowGroups(textEmbeds, templates.length)) : textEmbeds;
 }
 
@@ -67,7 +70,7 @@ export async function labelEmbeddings(
  * Per image (row of `imageEmbeds`, normalised): logits = scale * cosine with each label, scores =
  * softmax over the labels (multiLabel: sigmoid of each), sorted best first, the best topK kept.
  */
-export function scoreLabels(
+function scoreLabels(
   imageEmbeds: Matrix,
   labelEmbeds: Matrix,
   labels: string[],
