@@ -7,6 +7,7 @@
 //  - models/session.ts       -> web/session.ts   (as imported by models/altclip.ts)
 //  - models/quantize.ts      -> web/quantize.ts  (as imported by models/altclip.ts)
 //  - node:fs                 -> web/range_fs.ts  (read-only files of HTTP byte ranges, for the weights parsers)
+//  - node:timers/promises    -> setImmediate as a zero timeout
 //  - Buffer                  -> the `buffer` package (Node's Buffer API on Uint8Array)
 //  - other Node built-ins, sharp, cli-progress: a stub that throws if ever called (only Node code paths use them)
 import * as esbuild from 'esbuild';
@@ -36,6 +37,12 @@ const browserSeams = (flavour) => ({
       return { path: path.join(root, 'src', 'web', args.path.replace(/\.js$/, '.ts')) };
     });
     build.onResolve({ filter: /^(node:)?fs$/ }, () => ({ path: path.join(root, 'src', 'web', 'range_fs.ts') }));
+    // tasks/embeddings.ts yields a macrotask between batches: a zero timeout in the page
+    build.onResolve({ filter: /^(node:)?timers\/promises$/ }, (args) => ({ path: args.path, namespace: 'altclip-timers' }));
+    build.onLoad({ filter: /.*/, namespace: 'altclip-timers' }, () => ({
+      loader: 'js',
+      contents: 'export const setImmediate = (value) => new Promise((resolve) => setTimeout(() => resolve(value), 0));',
+    }));
     build.onResolve({ filter: UNAVAILABLE }, (args) => ({ path: args.path, namespace: 'altclip-unavailable' }));
     build.onLoad({ filter: /.*/, namespace: 'altclip-unavailable' }, (args) => ({
       loader: 'js',
