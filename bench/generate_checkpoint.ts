@@ -1,29 +1,50 @@
-// A full-size, seeded, random-weight AltCLIP checkpoint with BAAI/AltCLIP's real config, for the
+// A full-size, seeded, random-weight AltCLIP checkpoint with a published model's config (src/config_presets.ts), for the
 // benchmark. Weight names and shapes are exactly those transformers 4.40.2 writes for AltCLIPModel
 // (test/fixtures/README.md "Weights"); values are random with scales that keep activations in a
 // realistic range (Linear N(0,1)/sqrt(fan_in) keeps unit variance through each layer).
 //
-//   node --import tsx bench/generate_checkpoint.ts [--out DIR] [--seed N]
+//   node --import tsx bench/generate_checkpoint.ts [--preset BAAI/AltCLIP|BAAI/AltCLIP-m9|BAAI/AltCLIP-m18] [--out DIR] [--seed N]
+//   node --import tsx bench/generate_checkpoint.ts --config CONFIG.json --out DIR [--seed N] [--text-model]
+//     (a checkpoint of any config.json, e.g. test/fixtures/models/tiny-altclip-m18; --text-model also writes
+//     DIR/text_model, the text tower saved on its own)
 //
 // The safetensors file (3.4 GB, F32) is streamed to disk chunk by chunk; the folder is built under a
 // temporary name and renamed when complete, so a present folder is always a whole checkpoint.
-import { copyFileSync, existsSync, mkdirSync, openSync, closeSync, writeSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, writeSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { safetensorsHeader } from './safetensors_io.js';
+import { AltCLIPConfig } from '../src/config.js';
+import { configPreset, configPresetJson, CONFIG_PRESETS, type ConfigPresetName } from '../src/config_presets.js';
+import { readSafetensors, safetensorsHeader, writeSafetensors } from './safetensors_io.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_SEED = 1234;
-export const defaultCheckpointDir = (seed = DEFAULT_SEED) => join(here, '.cache', `altclip-large-random-s${seed}`);
+/** bench/.cache/altclip-large-random-s<seed> for BAAI/AltCLIP, altclip-m18-random-s<seed> for BAAI/AltCLIP-m18, … */
+export const defaultCheckpointDir = (seed = DEFAULT_SEED, preset: ConfigPresetName = 'BAAI/AltCLIP') =>
+  join(here, '.cache', `${preset === 'BAAI/AltCLIP' ? 'altclip-large' : preset.replace(/^BAAI\/AltCLIP-/, 'altclip-')}-random-s${seed}`);
 
-// BAAI/AltCLIP (config.json of the hub model): XLM-R large text tower, CLIP ViT-L/14 vision tower.
-export const LARGE = {
-  text: { vocab: 250002, hidden: 1024, layers: 24, heads: 16, ffn: 4096, maxPos: 514, typeVocab: 1, projectDim: 768 },
-  vision: { hidden: 1024, layers: 24, heads: 16, ffn: 4096, patch: 14, image: 224, channels: 3 },
-  projectionDim: 768,
-  logitScale: 2.6592,
-};
-export type Config = typeof LARGE;
+/** The shapes the generator needs, read from a transformers config. */
+export interface Config {
+  text: { vocab: number; hidden: number; layers: number; heads: number; ffn: number; maxPos: number; typeVocab: number; projectDim: number };
+  vision: { hidden: number; layers: number; heads: number; ffn: number; patch: number; image: number; channels: number };
+  projectionDim: number;
+  logitScale: number;
+}
+
+export function generatorConfig(c: AltCLIPConfig): Config {
+  const t = c.textConfig, v = c.visionConfig;
+  return {
+    text: { vocab: t.vocabSize, hidden: t.hiddenSize, layers: t.numHiddenLayers, heads: t.numAttentionHeads, ffn: t.intermediateSize,
+      maxPos: t.maxPositionEmbeddings, typeVocab: t.typeVocabSize, projectDim: t.projectDim },
+    vision: { hidden: v.hiddenSize, layers: v.numHiddenLayers, heads: v.numAttentionHeads, ffn: v.intermediateSize,
+      patch: v.patchSize, image: v.imageSize, channels: v.numChannels },
+    projectionDim: c.projectionDim,
+    logitScale: c.logitScaleInitValue,
+  };
+}
+
+// BAAI/AltCLIP: XLM-R large text tower, CLIP ViT-L/14 vision tower (src/config_presets.ts cites each value).
+export const LARGE: Config = generatorConfig(configPreset('BAAI/AltCLIP'))
 
 /** How a tensor's values are drawn: mean + std * N(0,1), or a constant. */
 interface Init { mean: number; std: number }
@@ -156,9 +177,15 @@ class NormalStream {
 const FIXTURE = resolve(here, '..', 'test', 'fixtures', 'models', 'tiny-altclip');
 const PROCESSOR_FILES = ['sentencepiece.bpe.model', 'special_tokens_map.json', 'tokenizer_config.json', 'preprocessor_config.json'];
 
+/** A random checkpoint of a published model's shapes; its config.json is the preset's dict. */
+export function ensurePresetCheckpoint(preset: ConfigPresetName, dir = defaultCheckpointDir(DEFAULT_SEED, preset), seed = DEFAULT_SEED,
+  log: (m: string) => void = (m) => { process.stderr.write(m); }): string {
+  return ensureCheckpoint(dir, seed, log, generatorConfig(configPreset(preset)), configPresetJson(preset));
+}
+
 /** Writes the checkpoint folder unless it already exists; returns its path. */
 export function ensureCheckpoint(dir = defaultCheckpointDir(), seed = DEFAULT_SEED, log: (m: string) => void = (m) => { process.stderr.write(m); },
-  config: Config = LARGE): string {
+  config: Config = LARGE, json: Record<string, unknown> = configJson(config)): string {
   if (existsSync(join(dir, 'model.safetensors')) && existsSync(join(dir, 'config.json'))) return dir;
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
@@ -191,7 +218,7 @@ export function ensureCheckpoint(dir = defaultCheckpointDir(), seed = DEFAULT_SE
   } finally {
     closeSync(fd);
   }
-  writeFileSync(join(tmp, 'config.json'), JSON.stringify(configJson(config), null, 2) + '\n');
+  writeFileSync(join(tmp, 'config.json'), JSON.stringify(json, null, 2) + '\n');
   for (const f of PROCESSOR_FILES) copyFileSync(join(FIXTURE, f), join(tmp, f));
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
@@ -199,8 +226,35 @@ export function ensureCheckpoint(dir = defaultCheckpointDir(), seed = DEFAULT_SE
   return dir;
 }
 
+/** `<dir>/text_model`: the text tower on its own, as `model.text_model.save_pretrained(<dir>/text_model)` writes
+ * it (full AltCLIPTextConfig, weights without the `text_model.` prefix; test/fixtures/README.md). */
+export function writeTextModelFolder(dir: string): string {
+  const config = new AltCLIPConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
+  const out = join(dir, 'text_model');
+  mkdirSync(out, { recursive: true });
+  const tensors = readSafetensors(join(dir, 'model.safetensors'));
+  const text = Object.fromEntries([...tensors].filter(([n]) => n.startsWith('text_model.')).map(([n, t]) => [n.slice('text_model.'.length), t]));
+  writeSafetensors(join(out, 'model.safetensors'), text);
+  const json = { architectures: ['AltCLIPTextModel'], ...config.textConfig.toJSON(), torch_dtype: 'float32', transformers_version: '4.40.2' };
+  writeFileSync(join(out, 'config.json'), JSON.stringify(Object.fromEntries(Object.entries(json).sort(([a], [b]) => (a < b ? -1 : 1))), null, 2) + '\n');
+  return out;
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const arg = (k: string) => { const i = process.argv.indexOf(k); return i >= 0 ? process.argv[i + 1] : undefined; };
   const seed = Number(arg('--seed') ?? DEFAULT_SEED);
-  console.log(ensureCheckpoint(arg('--out') ?? defaultCheckpointDir(seed), seed));
+  const configFile = arg('--config');
+  if (configFile) {
+    // any config.json (e.g. a tiny test fixture's): written as given, weights shaped by it
+    const out = arg('--out');
+    if (!out) throw new Error('--config needs --out');
+    const json = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+    const dir = ensureCheckpoint(out, seed, undefined, generatorConfig(new AltCLIPConfig(json, configFile)), json);
+    if (process.argv.includes('--text-model')) writeTextModelFolder(dir);
+    console.log(dir);
+  } else {
+    const preset = (arg('--preset') ?? 'BAAI/AltCLIP') as ConfigPresetName;
+    if (!(preset in CONFIG_PRESETS)) throw new Error(`--preset: unknown preset ${preset} (${Object.keys(CONFIG_PRESETS).join(', ')})`);
+    console.log(ensurePresetCheckpoint(preset, arg('--out') ?? defaultCheckpointDir(seed, preset), seed));
+  }
 }

@@ -8,6 +8,9 @@ Loads a safetensors checkpoint (the header is parsed here; tensors are read with
   OPENBLAS_NUM_THREADS=1 python3 bench/torch_baseline.py bench --model DIR --inputs IN.safetensors \
       --out FEATURES.safetensors --threads 2 [--rows image1,image8,text1,text32] [--reps N]
   python3 bench/torch_baseline.py verify --fixtures test/fixtures
+  python3 bench/torch_baseline.py check-goldens     # every tensor of the transformers-made tiny goldens
+  python3 bench/torch_baseline.py make-goldens --model test/fixtures/models/tiny-altclip-m18 \
+      --out test/fixtures/goldens/tiny-altclip-m18
 
 `bench` prints one JSON object (times in seconds, medians after warm-up, peak RSS in bytes).
 `verify` checks get_text_features / get_image_features against the tiny fixtures' goldens (1e-4).
@@ -51,11 +54,17 @@ def read_safetensors(path, names=None):
     return out
 
 
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
+_WRITE = {torch.float32: ("F32", "<f4"), torch.float64: ("F64", "<f8"), torch.int64: ("I64", "<i8")}
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """float32 unless the tensor is float64 or int64 (kept as they are)."""
+    header, offset, blobs = ({"__metadata__": metadata} if metadata else {}), 0, []
     for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name].detach().numpy().astype("<f4"))
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        t = tensors[name].detach()
+        code, np_dtype = _WRITE.get(t.dtype, _WRITE[torch.float32])
+        a = np.array(t.numpy(), dtype=np_dtype, order="C")  # (ascontiguousarray would make a 0-d loss 1-d)
+        header[name] = {"dtype": code, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
         blobs.append(a.tobytes())
     h = json.dumps(header).encode()
@@ -341,6 +350,205 @@ def cmd_verify(args):
     return 0 if worst <= 1e-4 else 1
 
 
+# ---- every output of AltCLIPModel.forward (test goldens): the same modules, walked step by step so the
+# hidden states and attention maps of transformers' output_hidden_states / output_attentions come out ----
+
+def text_tower_outputs(tm, input_ids, attention_mask):
+    """AltCLIPTextModel(...) with output_hidden_states and output_attentions (transformers 4.40.2): hidden
+    states are the roberta encoder's (embedding output + every layer, before pre_LN); last_hidden_state is
+    transformation(pre_LN(sequence)); pooler_output its row 0. attention_mask None = all ones."""
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    dtype = tm.pre_LN.weight.dtype
+    x = tm.roberta.embeddings(input_ids)
+    mask_add = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+    hidden, attentions = [x], []
+    for layer in tm.roberta.encoder.layer:
+        sa = layer.attention.self
+        q, k, v = (split_heads(p(x), sa.heads) for p in (sa.query, sa.key, sa.value))
+        probs = (torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1]) + mask_add).softmax(-1)
+        h = layer.attention.output(merge_heads(torch.matmul(probs, v)), x)
+        x = layer.output(layer.intermediate(h), h)
+        hidden.append(x)
+        attentions.append(probs)
+    seq = tm.transformation(tm.pre_LN(x))
+    return {"last_hidden_state": seq, "pooler_output": seq[:, 0], "hidden_states": hidden, "attentions": attentions}
+
+
+def vision_tower_outputs(vm, pixel_values):
+    """AltCLIPVisionModel(...) with output_hidden_states and output_attentions: hidden_states[0] is
+    pre_layrnorm's output; pooler_output = post_layernorm(last_hidden_state[:, 0])."""
+    x = vm.pre_layrnorm(vm.embeddings(pixel_values))
+    hidden, attentions = [x], []
+    for layer in vm.encoder.layers:
+        at = layer.self_attn
+        h = layer.layer_norm1(x)
+        q = split_heads(at.q_proj(h) * at.scale, at.heads)
+        k, v = split_heads(at.k_proj(h), at.heads), split_heads(at.v_proj(h), at.heads)
+        probs = torch.matmul(q, k.transpose(-1, -2)).softmax(-1)
+        x = x + at.out_proj(merge_heads(torch.matmul(probs, v)))
+        x = x + layer.mlp(layer.layer_norm2(x))
+        hidden.append(x)
+        attentions.append(probs)
+    return {"last_hidden_state": x, "pooler_output": vm.post_layernorm(x[:, 0]), "hidden_states": hidden, "attentions": attentions}
+
+
+def model_outputs(model, input_ids, attention_mask, pixel_values, return_loss):
+    """AltCLIPModel.forward: L2-normalised projections, logits scaled by exp(logit_scale), clip_loss."""
+    text = text_tower_outputs(model.text_model, input_ids, attention_mask)
+    vision = vision_tower_outputs(model.vision_model, pixel_values)
+    image_embeds = model.visual_projection(vision["pooler_output"])
+    text_embeds = model.text_projection(text["pooler_output"])
+    image_embeds = image_embeds / image_embeds.norm(p=2, dim=-1, keepdim=True)
+    text_embeds = text_embeds / text_embeds.norm(p=2, dim=-1, keepdim=True)
+    logits_per_text = torch.matmul(text_embeds, image_embeds.t()) * model.logit_scale.exp()
+    out = {"logits_per_image": logits_per_text.t(), "logits_per_text": logits_per_text, "text_embeds": text_embeds,
+           "image_embeds": image_embeds, "text_model_output": text, "vision_model_output": vision}
+    if return_loss:
+        ce = lambda logits: nn.functional.cross_entropy(logits, torch.arange(len(logits)))
+        out["loss"] = (ce(logits_per_text) + ce(logits_per_text.t())) / 2.0
+    return out
+
+
+def position_ids(input_ids, pad=1):
+    m = (input_ids != pad).long()
+    return torch.cumsum(m, dim=1) * m + pad
+
+
+def flatten_outputs(prefix, out):
+    flat = {}
+    for key, value in out.items():
+        if isinstance(value, dict):
+            flat.update(flatten_outputs(f"{prefix}/{key}", value))
+        elif isinstance(value, list):
+            flat.update({f"{prefix}/{key}/{i}": t for i, t in enumerate(value)})
+        else:
+            flat[f"{prefix}/{key}"] = value
+    return flat
+
+
+def reference_goldens(model, model64, inputs_of, pixels, index):
+    """Every tensor name the goldens of test/fixtures/README.md ("Model goldens") define, for the combos
+    and text edge cases of `index` (a goldens JSON), computed by this reference. Inputs (token ids, masks)
+    come from `inputs_of(name)`; pixel values from image_processor/pixel_values.safetensors."""
+    gold = {}
+    with torch.inference_mode():
+        for combo in index["combos"]:
+            p, call = combo["name"], combo["model_call"]
+            ids, mask = inputs_of(f"{p}/inputs/input_ids"), inputs_of(f"{p}/inputs/attention_mask")
+            pv = torch.cat([pixels[n] for n in call["pixel_values"]["concatenate_along_dim0"]])
+            gold[f"{p}/inputs/input_ids"], gold[f"{p}/inputs/attention_mask"] = ids, mask
+            gold[f"{p}/derived/position_ids"] = position_ids(ids)
+            out = model_outputs(model, ids, mask, pv, call.get("return_loss", False))
+            if not call.get("output_hidden_states"):
+                for tower in ("text_model_output", "vision_model_output"):
+                    del out[tower]["hidden_states"]
+            if not call.get("output_attentions"):
+                for tower in ("text_model_output", "vision_model_output"):
+                    del out[tower]["attentions"]
+            gold.update(flatten_outputs(f"{p}/outputs", out))
+            gold[f"{p}/get_text_features"] = model.get_text_features(ids, mask)
+            gold[f"{p}/get_image_features"] = model.get_image_features(pv)
+            for tower, key in (("text_model_output", "standalone_text_model"), ("vision_model_output", "standalone_vision_model")):
+                for t in ("last_hidden_state", "pooler_output"):
+                    gold[f"{p}/{key}/{t}"] = out[tower][t]
+            o64 = model_outputs(model64, ids, mask, pv.double(), call.get("return_loss", False))
+            for key in ("text_embeds", "image_embeds", "logits_per_image", "loss"):
+                if key in o64:
+                    gold[f"{p}/fp64/{key}"] = o64[key]
+            for tower in ("text_model_output", "vision_model_output"):
+                gold[f"{p}/fp64/{tower}/pooler_output"] = o64[tower]["pooler_output"]
+        for edge in index["text_edge_cases"]:
+            e = edge["name"]
+            ids = inputs_of(f"{e}/inputs/input_ids")
+            mask = inputs_of(f"{e}/inputs/attention_mask", optional=True)
+            gold[f"{e}/inputs/input_ids"] = ids
+            if mask is not None:
+                gold[f"{e}/inputs/attention_mask"] = mask
+            gold[f"{e}/derived/position_ids"] = position_ids(ids)
+            t = text_tower_outputs(model.text_model, ids, mask)
+            gold[f"{e}/text_model_output/last_hidden_state"] = t["last_hidden_state"]
+            gold[f"{e}/text_model_output/pooler_output"] = t["pooler_output"]
+            gold[f"{e}/get_text_features"] = model.text_projection(t["pooler_output"])
+    return gold
+
+
+def load_pair(folder):
+    """The float32 model and a float64 copy of the same weights (model.double())."""
+    model = AltCLIP.from_pretrained(folder)
+    model64 = AltCLIP.from_pretrained(folder)
+    for name, prm in list(model64.named_parameters()):
+        owner, _, leaf = name.rpartition(".")
+        setattr(model64.get_submodule(owner) if owner else model64, leaf, nn.Parameter(prm.detach().double(), requires_grad=False))
+    return model, model64
+
+
+def cmd_check_goldens(args):
+    """Reproduces the transformers-made goldens of the tiny fixtures: every tensor they hold, max abs diff."""
+    fx = args.fixtures
+    pixels = read_safetensors(os.path.join(fx, "image_processor", "pixel_values.safetensors"))
+    worst, report, missing = {}, {}, []
+    for ckpt in args.checkpoints.split(","):
+        model, model64 = load_pair(os.path.join(fx, "models", ckpt))
+        index = json.load(open(os.path.join(fx, "goldens", ckpt + ".json")))
+        gold = read_safetensors(os.path.join(fx, "goldens", ckpt + ".safetensors"))
+        inputs_of = lambda name, optional=False: gold.get(name) if optional else gold[name]
+        ours = reference_goldens(model, model64, inputs_of, pixels, index)
+        diffs = {}
+        for name, g in gold.items():
+            if name not in ours:
+                missing.append(f"{ckpt}:{name}")
+                continue
+            o = ours[name]
+            if tuple(o.shape) != tuple(g.shape):
+                raise SystemExit(f"{ckpt}:{name}: shape {tuple(o.shape)} vs golden {tuple(g.shape)}")
+            diffs[name] = (o.double() - g.double()).abs().max().item() if o.numel() else 0.0
+        fam = {}
+        for name, d in diffs.items():
+            f = "/".join(x for x in name.split("/")[1:] if not x.isdigit())
+            fam[f] = max(fam.get(f, 0.0), d)
+        report[ckpt] = {"tensors_in_golden": len(gold), "compared": len(diffs), "max_abs_diff_per_family": fam}
+        worst[ckpt] = max(diffs.values())
+    print(json.dumps({"worst_max_abs_diff": worst, "missing": missing, "report": report}, indent=1))
+    return 0 if not missing and max(worst.values()) <= 1e-5 else 1
+
+
+def cmd_make_goldens(args):
+    """Goldens for a checkpoint no transformers run made: inputs (token ids and masks) taken from another
+    golden file made by transformers with the same tokenizer, every output from this reference."""
+    fx = args.fixtures
+    pixels = read_safetensors(os.path.join(fx, "image_processor", "pixel_values.safetensors"))
+    src_index = json.load(open(os.path.join(fx, "goldens", args.inputs_from + ".json")))
+    src = read_safetensors(os.path.join(fx, "goldens", args.inputs_from + ".safetensors"))
+    inputs_of = lambda name, optional=False: src.get(name) if optional else src[name]
+    torch.manual_seed(0)
+    model, model64 = load_pair(args.model)
+    gold = reference_goldens(model, model64, inputs_of, pixels, src_index)
+    # repeatable: a second run in the same process gives the same bits
+    again = reference_goldens(model, model64, inputs_of, pixels, src_index)
+    rerun = max((gold[k].double() - again[k].double()).abs().max().item() for k in gold if gold[k].numel())
+    write_safetensors(args.out + ".safetensors", gold)
+    index = {
+        "checkpoint": os.path.relpath(args.model, fx),
+        "made_by": "python3 bench/torch_baseline.py make-goldens (this project's eager PyTorch reference of "
+                   "transformers 4.40.2's modeling_altclip.py; it reproduces the tiny-altclip and tiny-altclip-b "
+                   "goldens that transformers made: see check-goldens)",
+        "inputs_from": f"goldens/{args.inputs_from}.safetensors (tokenized by transformers' XLMRobertaTokenizer, same vocabulary)",
+        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
+                     "torch_num_threads": torch.get_num_threads()},
+        "dtype": "float32 (fp64/* tensors: same weights cast to float64)",
+        "rerun_same_process_max_abs_diff": rerun,
+        "combos": [{k: c[k] for k in ("name", "texts", "images", "model_call") if k in c} for c in src_index["combos"]],
+        "text_edge_cases": src_index["text_edge_cases"],
+        "tensors": {k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)} for k, v in sorted(gold.items())},
+    }
+    with open(args.out + ".json", "w") as f:
+        json.dump(index, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    print(json.dumps({"tensors": len(gold), "rerun_same_process_max_abs_diff": rerun, "out": args.out}))
+    return 0
+
+
 def blas_library():
     """The BLAS torch calls (BLAS_INFO=generic in Debian's build: whatever libblas.so.3 points to).
     Debian's reference BLAS (libblas3) is ~50x slower than OpenBLAS (libopenblas0-pthread)."""
@@ -402,8 +610,18 @@ def main():
     b.add_argument("--rows", default="image1,image8,text1,text32")
     b.add_argument("--warmup", type=int, default=1)
     b.add_argument("--reps", type=int, default=0, help="runs per row (0: per-row defaults)")
+    c = sub.add_parser("check-goldens")
+    c.add_argument("--fixtures", default=os.path.join(os.path.dirname(__file__), "..", "test", "fixtures"))
+    c.add_argument("--checkpoints", default="tiny-altclip,tiny-altclip-b")
+    m = sub.add_parser("make-goldens")
+    m.add_argument("--fixtures", default=os.path.join(os.path.dirname(__file__), "..", "test", "fixtures"))
+    m.add_argument("--model", required=True)
+    m.add_argument("--inputs-from", default="tiny-altclip")
+    m.add_argument("--out", required=True, help="path without extension: writes OUT.safetensors and OUT.json")
     args = ap.parse_args()
-    sys.exit(cmd_verify(args) if args.cmd == "verify" else cmd_bench(args))
+    torch.set_num_threads(1)  # goldens are made with 1 thread (bench sets its own)
+    cmds = {"verify": cmd_verify, "bench": cmd_bench, "check-goldens": cmd_check_goldens, "make-goldens": cmd_make_goldens}
+    sys.exit(cmds[args.cmd](args))
 
 
 if __name__ == "__main__":

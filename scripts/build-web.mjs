@@ -4,10 +4,12 @@
 //
 // The same sources as the Node package; what differs in the page is chosen here, in one place:
 //  - onnxruntime-node        -> onnxruntime-web (the same Tensor / InferenceSession API)
-//  - models/session.ts       -> web/session.ts   (as imported by models/altclip.ts)
-//  - models/quantize.ts      -> web/quantize.ts  (as imported by models/altclip.ts)
+//  - models/graph_cache.ts   -> web/session.ts   (as imported by models/towers.ts)
+//  - models/session.ts       -> web/session.ts   (as imported by models/towers.ts)
+//  - models/quantize.ts      -> web/quantize.ts  (as imported by models/towers.ts)
 //  - node:fs                 -> web/range_fs.ts  (read-only files of HTTP byte ranges, for the weights parsers)
 //  - node:timers/promises    -> setImmediate as a zero timeout
+//  - models/ort_env.mjs      -> nothing (it switches off onnxruntime-node's telemetry in the Node process)
 //  - Buffer                  -> the `buffer` package (Node's Buffer API on Uint8Array)
 //  - other Node built-ins, sharp, cli-progress: a stub that throws if ever called (only Node code paths use them)
 import * as esbuild from 'esbuild';
@@ -32,10 +34,14 @@ const browserSeams = (flavour) => ({
       if (args.pluginData?.ort) return undefined; // our own resolve below: esbuild's default resolution
       return build.resolve(ort, { kind: 'import-statement', resolveDir: root, pluginData: { ort: true } });
     });
-    build.onResolve({ filter: /^\.\/(session|quantize)\.js$/ }, (args) => {
-      if (path.resolve(args.importer) !== path.join(root, 'src', 'models', 'altclip.ts')) return undefined;
-      return { path: path.join(root, 'src', 'web', args.path.replace(/\.js$/, '.ts')) };
+    /** @type {Record<string, string>} */
+    const webModule = { './graph_cache.js': 'session.ts', './session.js': 'session.ts', './quantize.js': 'quantize.ts' };
+    build.onResolve({ filter: /^\.\/(graph_cache|session|quantize)\.js$/ }, (args) => {
+      if (path.resolve(args.importer) !== path.join(root, 'src', 'models', 'towers.ts')) return undefined;
+      return { path: path.join(root, 'src', 'web', webModule[args.path]) };
     });
+    build.onResolve({ filter: /\/ort_env\.mjs$/ }, (args) => ({ path: args.path, namespace: 'altclip-empty' }));
+    build.onLoad({ filter: /.*/, namespace: 'altclip-empty' }, () => ({ loader: 'js', contents: '' }));
     build.onResolve({ filter: /^(node:)?fs$/ }, () => ({ path: path.join(root, 'src', 'web', 'range_fs.ts') }));
     // tasks/embeddings.ts yields a macrotask between batches: a zero timeout in the page
     build.onResolve({ filter: /^(node:)?timers\/promises$/ }, (args) => ({ path: args.path, namespace: 'altclip-timers' }));

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { configJson, ensureCheckpoint, LARGE, weightSpecs, type Config } from '../bench/generate_checkpoint.js';
+import { configJson, ensureCheckpoint, generatorConfig, LARGE, weightSpecs } from '../bench/generate_checkpoint.js';
 import { AltCLIPConfig } from '../src/config.js';
 import { AltCLIPModel } from '../src/models/altclip.js';
 import { Tensor } from '../src/tensor.js';
@@ -19,19 +19,6 @@ import { FIXTURES } from './helpers/goldens.js';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-generator-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const TINY_DIR = path.join(FIXTURES, 'models', 'tiny-altclip');
-
-/** The generator's Config for a transformers config. */
-function generatorConfig(c: AltCLIPConfig): Config {
-  const t = c.textConfig, v = c.visionConfig;
-  return {
-    text: { vocab: t.vocabSize, hidden: t.hiddenSize, layers: t.numHiddenLayers, heads: t.numAttentionHeads, ffn: t.intermediateSize,
-      maxPos: t.maxPositionEmbeddings, typeVocab: t.typeVocabSize, projectDim: t.projectDim },
-    vision: { hidden: v.hiddenSize, layers: v.numHiddenLayers, heads: v.numAttentionHeads, ffn: v.intermediateSize,
-      patch: v.patchSize, image: v.imageSize, channels: v.numChannels },
-    projectionDim: c.projectionDim,
-    logitScale: c.logitScaleInitValue,
-  };
-}
 
 const tinyConfig = new AltCLIPConfig(JSON.parse(fs.readFileSync(path.join(TINY_DIR, 'config.json'), 'utf8')));
 const TINY = generatorConfig(tinyConfig);

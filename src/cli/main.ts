@@ -2,9 +2,13 @@
 // ALTCLIP_DEBUG=1 prints stack traces too.
 import * as fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { cacheCommand } from './cache.js';
 import { classifyCommand } from './classify.js';
 import { embedCommand } from './embed.js';
 import { EXIT_ERROR, oneLine, warn } from './errors.js';
+import { indexCommand } from './index-command.js';
+import { searchCommand } from './search.js';
+import { serveCommand } from './serve.js';
 import { similarityCommand } from './similarity.js';
 
 function packageVersion(): string {
@@ -27,7 +31,11 @@ export function program(): Command {
     .showSuggestionAfterError(true)
     .addCommand(classifyCommand())
     .addCommand(similarityCommand())
-    .addCommand(embedCommand());
+    .addCommand(embedCommand())
+    .addCommand(cacheCommand())
+    .addCommand(indexCommand())
+    .addCommand(searchCommand())
+    .addCommand(serveCommand());
   prog.addHelpText('after', '\nRun "altclip <command> --help" for the options of a command.');
   for (const cmd of [prog, ...prog.commands]) {
     // Commander's own messages ("error: unknown option '--x'") get the program name in front.

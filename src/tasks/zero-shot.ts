@@ -2,7 +2,7 @@
 // (pipelines/zero_shot_image_classification.py, 4.40.2): each label is put into the hypothesis
 // template, scores = softmax over the image's logits_per_image row, sorted by score, top_k kept.
 import { imageEmbeddingMatrix, textEmbeddingMatrix } from './embeddings.js';
-import { type Matrix, matmulTransposed, meanOfRowGroups, normalizeRows, sigmoid, softmax } from './math.js';
+import { type Matrix, matmulTransposed, meanOfRowGroups, normalizeRows, sigmoid, softmax } from '../math.js';
 import { logitScale } from './similarity.js';
 import type { AltCLIPParts, BatchOptions, ImageInput } from './types.js';
 
@@ -70,7 +70,7 @@ async function labelEmbeddings(
  * Per image (row of `imageEmbeds`, normalised): logits = scale * cosine with each label, scores =
  * softmax over the labels (multiLabel: sigmoid of each), sorted best first, the best topK kept.
  */
-function scoreLabels(
+export function scoreLabels(
   imageEmbeds: Matrix,
   labelEmbeds: Matrix,
   labels: string[],

@@ -7,9 +7,8 @@ import { openSafetensors } from '../weights/safetensors.js';
 import { openTorchBin } from '../weights/torch.js';
 import { toFloat32 } from '../weights/dtype.js';
 import { makeWeights, type TensorRef, type Weights } from '../weights/index.js';
-import { isQuantizedLinear, quantizeLinear } from '../models/quantize.js';
 import { Fetcher, NotFound } from './fetcher.js';
-import { setQuantizedWeights } from './quantize.js';
+import { quantizeLinear, setQuantizedWeights } from './quantize.js';
 import { addRange, mountBytes, mountRemote, withRanges } from './range_fs.js';
 
 /** What loading is doing: `loaded` of `total` bytes of the weights (download), sessions (build). */
@@ -83,7 +82,11 @@ async function openCheckpoint(fetcher: Fetcher): Promise<{ files: Map<string, Ma
 }
 
 export interface LoadWeightsOptions {
-  dtype?: 'fp32' | 'q8';
+  /**
+   * dtype "q8": the Linear weights to quantize as they arrive, given the checkpoint's directory
+   * (quantize.ts' linearsToQuantize: those the graphs take in int8). Without it: fp32.
+   */
+  quantize?: (refs: ReadonlyMap<string, TensorRef>) => Set<string>;
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -93,7 +96,7 @@ export interface LoadWeightsOptions {
  * registered for the model (quantize.ts) and their float32 bytes are not kept.
  */
 export async function loadWebWeights(fetcher: Fetcher, options: LoadWeightsOptions = {}): Promise<Weights> {
-  const q8 = options.dtype === 'q8';
+  const q8 = options.quantize !== undefined;
   const { files } = await openCheckpoint(fetcher);
   const tensors = new Map<string, TensorRef>();
   const quantized = new Map<string, TensorRef>();
@@ -105,6 +108,7 @@ export async function loadWebWeights(fetcher: Fetcher, options: LoadWeightsOptio
       seen.set(name, file);
     }
   }
+  const toQuantize = options.quantize?.(new Map([...files.values()].flatMap((refs) => [...refs]))) ?? new Set<string>();
 
   const total = [...files.values()].reduce((n, refs) => n + [...refs.values()].reduce((m, r) => m + r.byteLength, 0), 0);
   let loaded = 0;
@@ -117,7 +121,7 @@ export async function loadWebWeights(fetcher: Fetcher, options: LoadWeightsOptio
     const url = fetcher.url(file);
     /** A tensor's bytes arrived: keep them (or their int8 copy), and say where they are. */
     const place = async (ref: TensorRef, bytes: Uint8Array, fromCache: boolean): Promise<void> => {
-      const quantize = q8 && isQuantizedLinear(ref.name, ref);
+      const quantize = toQuantize.has(ref.name);
       tensors.set(ref.name, { ...ref, file: tensorPath(url, ref.name), offset: 0, data: undefined });
       if (!quantize) {
         mountBytes(tensorPath(url, ref.name), bytes);
@@ -153,7 +157,7 @@ export async function loadWebWeights(fetcher: Fetcher, options: LoadWeightsOptio
     // cached tensors first; the rest by Range, neighbours together
     const missing: TensorRef[] = [];
     for (const ref of refs.values()) {
-      const kind = q8 && isQuantizedLinear(ref.name, ref) ? 'q8' : 'raw';
+      const kind = toQuantize.has(ref.name) ? 'q8' : 'raw';
       const bytes = ref.data ?? (await fetcher.cachedTensor(file, kind, ref.name));
       if (bytes) {
         await place(ref, bytes, kind === 'q8' || !!ref.data);

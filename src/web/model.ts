@@ -12,6 +12,7 @@ import type { Tensor } from '../tensor.js';
 import { Fetcher, type FetcherOptions } from './fetcher.js';
 import { WebImageProcessor } from './images.js';
 import { loadWebWeights, type LoadProgress } from './loader.js';
+import { linearsToQuantize } from './quantize.js';
 import { setSessionListener } from './session.js';
 
 export interface WebPretrainedOptions extends FetcherOptions {
@@ -114,7 +115,10 @@ export class AltCLIPModel {
     } catch (e) {
       throw new Error(`${fetcher.url('config.json')}: ${(e as Error).message}`);
     }
-    const weights = await loadWebWeights(fetcher, { dtype: options.dtype, onProgress: options.onProgress });
+    const weights = await loadWebWeights(fetcher, {
+      quantize: options.dtype === 'q8' ? (refs) => linearsToQuantize(config, refs) : undefined,
+      onProgress: options.onProgress,
+    });
     let built = 0;
     setSessionListener((name) => options.onProgress?.({ stage: 'build', loaded: ++built, total: 2, file: name }));
     options.onProgress?.({ stage: 'build', loaded: 0, total: 2 });

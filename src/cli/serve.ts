@@ -1,0 +1,121 @@
+// altclip serve: the HTTP server (src/server) over a loaded model. Prints "listening on http://HOST:PORT"
+// once the model is loaded and requests can be answered; SIGTERM / SIGINT stop taking connections,
+// answer the requests in flight, release the model and exit 0.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { CliError, oneLine } from './errors.js';
+import { loadModel, positiveInt } from './shared.js';
+import { DEFAULT_MODEL } from '../tasks/types.js';
+
+interface ServeFlags {
+  model: string;
+  dtype?: 'fp32' | 'q8';
+  threads?: number;
+  host: string;
+  port: number;
+  db?: string;
+  apiKey?: string;
+  allowUrls?: boolean;
+  allowPrivateUrls?: boolean;
+  maxBatchSize: number;
+  maxWaitMs: number;
+  maxQueue: number;
+  batchConcurrency: number;
+  maxInputs: number;
+  bodyLimit: number;
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw new InvalidArgumentError(`expected a port number 0-65535, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value)) throw new InvalidArgumentError(`expected a number >= 0, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function serveCommand(): Command {
+  const cmd = new Command('serve')
+    .description('HTTP server: /v1/embeddings (texts and images), /v1/classify, /v1/similarity, /v1/search (--db), /metrics, and a web page at /')
+    .option('-m, --model <id|dir>', 'hub repo id or local model folder', DEFAULT_MODEL)
+    .addOption(new Option('--dtype <dtype>', 'precision of the Linear layers (default fp32)').choices(['fp32', 'q8']))
+    .option('--threads <n>', 'intra-op threads per session (default: all cores)', positiveInt)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port)', port, 8080)
+    .option('--db <dir>', 'image index (altclip index) to serve /v1/search and /v1/images from')
+    .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1/* and /metrics (or set ALTCLIP_API_KEY)')
+    .option('--allow-urls', 'fetch http(s) image URLs given in requests (off: only data: URIs)')
+    .option('--allow-private-urls', 'with --allow-urls, also fetch from loopback / private network addresses')
+    .option('--max-batch-size <n>', 'inputs per model batch (dynamic batching merges requests up to this)', positiveInt, 16)
+    .option('--max-wait-ms <ms>', 'how long a partial batch waits for more inputs', nonNegative, 5)
+    .option('--max-queue <n>', 'inputs that may wait per modality; more get 429 + Retry-After', positiveInt, 512)
+    .option('--batch-concurrency <n>', 'model batches in flight per modality', positiveInt, 2)
+    .option('--max-inputs <n>', 'most inputs in one request', positiveInt, 256)
+    .option('--body-limit <bytes>', 'largest request body (413 above)', positiveInt, 32 * 1024 * 1024);
+  cmd.addHelpText(
+    'after',
+    `
+Examples:
+  $ altclip serve --model BAAI/AltCLIP --port 8080
+  $ curl -s localhost:8080/v1/embeddings -H 'content-type: application/json' \\
+      -d '{"input": ["a photo of a cat", "一只猫"], "modality": "text"}'`,
+  );
+  return cmd.action(async (flags: ServeFlags) => {
+    await serve(flags);
+  });
+}
+
+async function serve(flags: ServeFlags): Promise<void> {
+  const apiKey = flags.apiKey ?? (process.env.ALTCLIP_API_KEY || undefined);
+  if (flags.allowPrivateUrls && !flags.allowUrls) throw new CliError('--allow-private-urls needs --allow-urls');
+  if (flags.maxQueue < flags.maxInputs) throw new CliError(`--max-queue (${flags.maxQueue}) must be at least --max-inputs (${flags.maxInputs})`);
+  const { createServer } = await import('../server/index.js');
+  const index = flags.db === undefined ? undefined : await openIndex(flags.db, flags);
+  const clip = await loadModel({ model: flags.model, dtype: flags.dtype, threads: flags.threads, batchSize: flags.maxBatchSize });
+  const app = await createServer({
+    clip,
+    modelName: flags.model,
+    apiKey,
+    index,
+    batching: { maxBatchSize: flags.maxBatchSize, maxWaitMs: flags.maxWaitMs, maxQueue: flags.maxQueue, concurrency: flags.batchConcurrency },
+    maxInputs: flags.maxInputs,
+    bodyLimit: flags.bodyLimit,
+    urls: { allowUrls: Boolean(flags.allowUrls), allowPrivateUrls: Boolean(flags.allowPrivateUrls) },
+  });
+  let stopped: () => void = () => {};
+  const done = new Promise<void>((resolve) => (stopped = resolve));
+  const stop = (signal: string) => {
+    process.stderr.write(`altclip serve: ${signal}: finishing the requests in flight\n`);
+    app
+      .close()
+      .then(() => clip.model.dispose())
+      .catch((err) => process.stderr.write(`altclip serve: while stopping: ${oneLine(err)}\n`))
+      .finally(stopped);
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  let address: string;
+  try {
+    await app.listen({ host: flags.host, port: flags.port });
+    const info = app.server.address();
+    const where = typeof info === 'object' && info ? info : { address: flags.host, port: flags.port, family: 'IPv4' };
+    const host = where.family === 'IPv6' || where.address.includes(':') ? `[${where.address}]` : where.address;
+    address = `http://${host}:${where.port}`;
+  } catch (err) {
+    await clip.model.dispose();
+    throw new CliError(`cannot listen on ${flags.host}:${flags.port}: ${oneLine(err)}`);
+  }
+  process.stdout.write(`listening on ${address}\n`);
+  await done;
+}
+
+async function openIndex(dir: string, flags: ServeFlags): Promise<import('../server/index.js').SearchIndex> {
+  const { openSearchIndex } = await import('../server/search.js');
+  try {
+    return await openSearchIndex(dir, { model: flags.model, dtype: flags.dtype });
+  } catch (err) {
+    throw new CliError(`--db ${dir}: ${oneLine(err)}`);
+  }
+}
