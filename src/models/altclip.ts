@@ -78,7 +78,8 @@ function checkAllUsed(weights: Weights, graphs: GraphBuilder[], scope: string, e
     && (!scope || r.name.startsWith(`${scope}.`)));
   const pooler = unused.filter((r) => TEXT_POOLER.test(r.name));
   if (pooler.length) {
-    process.emitWarning(`Some weights of the model checkpoint at ${source} were not used when initializing `
+    // (the browser build has no process: console.warn there)
+    (globalThis.process?.emitWarning ?? console.warn)(`Some weights of the model checkpoint at ${source} were not used when initializing `
       + `${className}: ${pooler.map((r) => r.name).join(', ')}`);
   }
   const rest = unused.filter((r) => !TEXT_POOLER.test(r.name));
@@ -131,7 +132,15 @@ export class AltCLIPModel {
   static async fromPretrained(pathOrRepoId: string, options: ModelOptions = {}): Promise<AltCLIPModel> {
     const config = await AltCLIPConfig.fromPretrained(pathOrRepoId, options);
     const weights = await loadWeights(pathOrRepoId, options);
-    const model = new AltCLIPModel(config, weights, options, pathOrRepoId);
+    return AltCLIPModel.fromWeights(config, weights, options, pathOrRepoId);
+  }
+
+  /**
+   * A model from a config and weights already loaded (`source` names them in errors): what
+   * fromPretrained does once the files are found. The browser build loads them its own way.
+   */
+  static async fromWeights(config: AltCLIPConfig, weights: Weights, options: ModelOptions, source: string): Promise<AltCLIPModel> {
+    const model = new AltCLIPModel(config, weights, options, source);
     await Promise.all(model.towers.map((t) => t.session({ full: false })));
     return model;
   }

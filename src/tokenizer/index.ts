@@ -104,9 +104,14 @@ function readFile(file: string): Buffer {
 }
 
 function readJson(file: string): Record<string, unknown> {
+  return parseJsonObject(readFile(file), file);
+}
+
+/** A JSON object from a file's bytes; errors name the file. */
+function parseJsonObject(bytes: Uint8Array, file: string): Record<string, unknown> {
   let value: unknown;
   try {
-    value = JSON.parse(readFile(file).toString('utf8'));
+    value = JSON.parse(utf8.decode(bytes));
   } catch (e) {
     if ((e as Error).message.startsWith(file)) throw e;
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
@@ -116,8 +121,8 @@ function readJson(file: string): Record<string, unknown> {
 }
 
 /** sentencepiece.bpe.model -> backend with XLMRobertaTokenizer's fairseq id mapping. */
-function backendFromModel(file: string): Backend {
-  const m = parseSentencePieceModel(readFile(file), file);
+function backendFromModel(bytes: Uint8Array, file: string): Backend {
+  const m = parseSentencePieceModel(bytes, file);
   if (m.modelType !== 1) throw new Error(`${file}: sentencepiece model type ${m.modelType} is not supported (only unigram, type 1)`);
   if (m.byteFallback) throw new Error(`${file}: byte_fallback models are not supported`);
   const n = m.types.length;
@@ -171,8 +176,8 @@ function backendFromModel(file: string): Backend {
 }
 
 /** tokenizer.json -> backend; its ids are already HF ids. */
-function backendFromJson(file: string): Backend {
-  const t = parseTokenizerJson(readFile(file).toString('utf8'), file);
+function backendFromJson(text: string, file: string): Backend {
+  const t = parseTokenizerJson(text, file);
   const n = t.pieces.length;
   const toHfId = new Int32Array(n);
   for (let i = 0; i < n; i++) toHfId[i] = i;
@@ -318,19 +323,38 @@ export class XLMRobertaTokenizer {
     const { from, ...hub } = options;
     let backend: Backend;
     if (from === 'json') {
-      backend = backendFromJson((await resolveFile(pathOrRepoId, 'tokenizer.json', hub))!);
+      const json = (await resolveFile(pathOrRepoId, 'tokenizer.json', hub))!;
+      backend = backendFromJson(readFile(json).toString('utf8'), json);
     } else {
       const model = await resolveFile(pathOrRepoId, 'sentencepiece.bpe.model', { ...hub, optional: from !== 'model' });
-      if (model !== null) backend = backendFromModel(model);
+      if (model !== null) backend = backendFromModel(readFile(model), model);
       else {
         const json = await resolveFile(pathOrRepoId, 'tokenizer.json', { ...hub, optional: true });
         if (json === null) throw new Error(`${pathOrRepoId}: no sentencepiece.bpe.model and no tokenizer.json`);
-        backend = backendFromJson(json);
+        backend = backendFromJson(readFile(json).toString('utf8'), json);
       }
     }
     const configFile = await resolveFile(pathOrRepoId, 'tokenizer_config.json', { ...hub, optional: true });
     const mapFile = await resolveFile(pathOrRepoId, 'special_tokens_map.json', { ...hub, optional: true });
     return new XLMRobertaTokenizer(backend, configFile ? readJson(configFile) : {}, mapFile ? readJson(mapFile) : {});
+  }
+
+  /**
+   * The same tokenizer from file contents already in memory (the browser build fetches them):
+   * `model` is sentencepiece.bpe.model's bytes or tokenizer.json's text; `source` names the model in
+   * errors. tokenizer_config.json / special_tokens_map.json as their bytes, when the model has them.
+   */
+  static fromFileContents(source: string, files: {
+    model: { sentencepiece: Uint8Array } | { tokenizerJson: string };
+    tokenizerConfig?: Uint8Array | null;
+    specialTokensMap?: Uint8Array | null;
+  }): XLMRobertaTokenizer {
+    const backend = 'sentencepiece' in files.model
+      ? backendFromModel(files.model.sentencepiece, `${source}/sentencepiece.bpe.model`)
+      : backendFromJson(files.model.tokenizerJson, `${source}/tokenizer.json`);
+    const json = (bytes: Uint8Array | null | undefined, name: string) => (bytes ? parseJsonObject(bytes, `${source}/${name}`) : {});
+    return new XLMRobertaTokenizer(backend, json(files.tokenizerConfig, 'tokenizer_config.json'),
+      json(files.specialTokensMap, 'special_tokens_map.json'));
   }
 
   /** Builds the piece trie now instead of on the first call. */

@@ -1,0 +1,40 @@
+// The browser build's q8 weights (replaces models/quantize.ts where models/towers.ts imports it).
+// The page quantizes each Linear weight the graphs take in int8 as it arrives (loader.ts, with the
+// shared quantizeLinear) and never keeps its float32 bytes; the towers then find the int8 tensors here.
+// Which weights: the ones the shared graphs ask for in q8 (modeling_altclip.ts decides, as in Node).
+import type { AltCLIPConfig } from '../config.js';
+import { buildTextGraph, buildVisionGraph } from '../models/modeling_altclip.js';
+import { GraphBuilder } from '../onnx/graph.js';
+import type { TensorRef, Weights } from '../weights/index.js';
+
+export { quantizeLinear } from '../models/quantize.js';
+
+/**
+ * The [out, in] Linear weights the model's q8 graphs take in int8 (GraphBuilder's `quantized`), found
+ * by building both towers' plain graphs on the checkpoint's directory (no tensor bytes are read).
+ */
+export function linearsToQuantize(config: AltCLIPConfig, refs: ReadonlyMap<string, TensorRef>): Set<string> {
+  const source = { get: (name: string) => refs.get(name) };
+  const text = new GraphBuilder('text-q8', source);
+  buildTextGraph(text, config.textConfig, { full: false, quantized: true }, { prefix: 'text_model', projectionDim: config.projectionDim });
+  const vision = new GraphBuilder('vision-q8', source);
+  buildVisionGraph(vision, config.visionConfig, { full: false, quantized: true }, { prefix: 'vision_model', projectionDim: config.projectionDim });
+  return new Set([...text.quantized, ...vision.quantized]);
+}
+
+const quantized = new WeakMap<Weights, Map<string, TensorRef>>();
+
+export function setQuantizedWeights(weights: Weights, tensors: Map<string, TensorRef>): void {
+  quantized.set(weights, tensors);
+}
+
+/**
+ * Same signature as models/quantize.ts: the int8 tensors of `names`, made while loading; the cache
+ * folder plays no part in the page. A name not quantized while loading is left out (the graph then
+ * reports it as a missing quantized weight).
+ */
+export function quantizedWeights(weights: Weights, _names: string[], _cacheDir: string | undefined): Map<string, TensorRef> {
+  const q8 = quantized.get(weights);
+  if (!q8) throw new Error('altclip (browser): dtype "q8" weights are made while loading; load the model with { dtype: "q8" }');
+  return q8;
+}
