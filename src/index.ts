@@ -6,6 +6,7 @@ export {
   AltCLIPModel, AltCLIPTextModel, AltCLIPVisionModel, interpolatePositionEmbeddings,
   type AltCLIPOutput, type ModelOptions, type OutputFlags, type TextInputs, type TowerOutput, type VisionInputs,
 } from './models/altclip.js';
+export { defaultGraphCacheDir, freedBytes, listCache, pruneCache, type CacheEntry } from './models/graph_cache.js';
 export { XLMRobertaTokenizer } from './tokenizer/index.js';
 export type { BatchEncodeOptions, BatchEncoding, DecodeOptions, EncodeOptions, TokenizerOptions } from './tokenizer/index.js';
 export * from './image/index.js';

@@ -8,6 +8,8 @@ import { after, describe, it } from 'node:test';
 
 import { AltCLIPModel } from '../src/models/altclip.js';
 import { quantizeLinear } from '../src/models/quantize.js';
+import { openSafetensors, readTensorBytes } from '../src/weights/index.js';
+import { writeSafetensors } from '../src/weights/safetensors_writer.js';
 import { FIXTURES, Goldens } from './helpers/goldens.js';
 
 const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-q8-'));
@@ -55,6 +57,36 @@ describe('q8', () => {
       }
     }
     assert.ok(ties > 100, `${ties} ties`);
+  });
+
+  it('the graph decides what is quantized: its int8 requests are exactly the cached q8 tensors', async () => {
+    const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
+    const cache = path.join(graphCacheDir, 'policy');
+    await (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose();
+    const stored = fs.readdirSync(path.join(cache, 'q8')).filter((f) => f.endsWith('.safetensors'))
+      .flatMap((f) => [...openSafetensors(path.join(cache, 'q8', f)).keys()]).filter((n) => n.endsWith('.q8')).map((n) => n.slice(0, -3)).sort();
+    const weights = [...openSafetensors(path.join(ckpt, 'model.safetensors')).keys()];
+    // modeling_altclip.ts: every Linear of the vision encoder layers, the MLP of the text encoder layers
+    const expected = weights.filter((n) => /^vision_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$/.test(n)
+      || /^text_model\.roberta\.encoder\.layer\.\d+\.(intermediate|output)\.dense\.weight$/.test(n)).sort();
+    assert.ok(expected.length >= 12);
+    assert.deepEqual(stored, expected);
+  });
+
+  it('q8: a missing Linear weight is reported with every other problem, not as a bare missing tensor', async () => {
+    const dir = path.join(graphCacheDir, 'missing-linear');
+    fs.mkdirSync(dir, { recursive: true });
+    const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
+    fs.copyFileSync(path.join(ckpt, 'config.json'), path.join(dir, 'config.json'));
+    const drop = new Set(['vision_model.encoder.layers.0.mlp.fc1.weight', 'text_model.roberta.encoder.layer.1.intermediate.dense.weight', 'text_model.pre_LN.bias']);
+    const refs = [...openSafetensors(path.join(ckpt, 'model.safetensors')).values()].filter((r) => !drop.has(r.name));
+    writeSafetensors(path.join(dir, 'model.safetensors'), refs, (i) => readTensorBytes(refs[i]!));
+    await assert.rejects(AltCLIPModel.fromPretrained(dir, { graphCacheDir, dtype: 'q8' }), (e: Error) => {
+      const first = e.message.split('\n')[0]!;
+      assert.match(first, /the weights do not match the config \(3 problems\)/);
+      for (const name of drop) assert.ok(first.includes(`missing weight ${name} (expected shape [`), first);
+      return true;
+    });
   });
 
   for (const name of ['tiny-altclip', 'tiny-altclip-b']) {

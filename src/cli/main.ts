@@ -2,6 +2,7 @@
 // ALTCLIP_DEBUG=1 prints stack traces too.
 import * as fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { cacheCommand } from './cache.js';
 import { classifyCommand } from './classify.js';
 import { embedCommand } from './embed.js';
 import { EXIT_ERROR, oneLine, warn } from './errors.js';
@@ -27,7 +28,8 @@ export function program(): Command {
     .showSuggestionAfterError(true)
     .addCommand(classifyCommand())
     .addCommand(similarityCommand())
-    .addCommand(embedCommand());
+    .addCommand(embedCommand())
+    .addCommand(cacheCommand());
   prog.addHelpText('after', '\nRun "altclip <command> --help" for the options of a command.');
   for (const cmd of [prog, ...prog.commands]) {
     // Commander's own messages ("error: unknown option '--x'") get the program name in front.

@@ -1,12 +1,23 @@
-// AltCLIP as ONNX graphs, block by block in the order of transformers' modeling_altclip.py (4.40.2).
-// Each function takes the checkpoint prefix of its module, so the tensor names below are exactly the
-// checkpoint's (`text_model.roberta.encoder.layer.0.attention.self.query.weight`, ...).
+// AltCLIP block by block in the order of transformers' models/altclip/modeling_altclip.py (4.40.2;
+// interpolate_pos_encoding from 4.46): the towers as ONNX graphs, and what AltCLIPModel.forward and
+// AltCLIPVisionEmbeddings compute outside them (the head: normalise, logits, clip_loss; the bicubic
+// position grid) in float32 like torch. Each graph function takes the checkpoint prefix of its module,
+// so the tensor names below are exactly the checkpoint's
+// (`text_model.roberta.encoder.layer.0.attention.self.query.weight`, ...).
+//
+// dtype "q8" (quantize.ts): the Linear layers given `ctx.lin` run on int8 weights, and those are the
+// weights quantized (the graph's requests decide). That is every Linear of the vision encoder layers
+// and the MLP of the text encoder layers: in the (post-LN) text tower int8 attention projections cost
+// too much accuracy (text-feature cosine vs fp32 0.990 on the full-size benchmark model, against
+// >= 0.998 with fp32 attention there, which keeps about 2/3 of the text tower's int8 speed-up).
 //
 // Layout: between blocks the hidden states are 2-D [batch * seq, hidden] (Linear = one Gemm on the
 // [out, in] weight); attention reshapes to [batch, heads, seq, head_dim] and back.
 import type { AltCLIPTextConfig, AltCLIPVisionConfig } from '../config.js';
+import { logSumExp, type Matrix, matmulTransposed, normalizeRows, row, transpose } from '../math.js';
 import { DataType, GraphBuilder } from '../onnx/graph.js';
 import { activation, layerNorm, linear, type LinearOptions } from '../onnx/nn.js';
+import { Tensor } from '../tensor.js';
 
 const FLOAT32_MIN = -3.4028234663852886e38; // torch.finfo(torch.float32).min
 
@@ -16,7 +27,7 @@ export interface GraphVariant {
   full: boolean;
   /** Vision only: position embeddings come as an input (interpolate_pos_encoding). */
   interpolate?: boolean;
-  /** Linear layers of the encoder layers on int8 weights (which ones: quantize.ts). */
+  /** dtype "q8": the Linear layers given `ctx.lin` on int8 weights (see the top of this file). */
   quantized?: boolean;
 }
 
@@ -90,7 +101,7 @@ function createPositionIdsFromInputIds(g: GraphBuilder, inputIds: string, paddin
   return g.node('Add', [incremental, g.constInt64([paddingIdx], [])]);
 }
 
-/** AltRobertaEmbeddings: LayerNorm(word + token_type + position); token_type_ids are all zeros. */
+/** AltRobertaEmbeddings (4.40.2): LayerNorm(word + token_type + position); token_type_ids are all zeros. */
 function altRobertaEmbeddings(ctx: TextContext, p: string, inputIds: string): string {
   const { g, config: c } = ctx;
   const H = c.hiddenSize;
@@ -105,11 +116,11 @@ function altRobertaEmbeddings(ctx: TextContext, p: string, inputIds: string): st
   return layerNorm(g, embeddings, `${p}.LayerNorm`, H, c.layerNormEps);
 }
 
-/** AltRobertaSelfAttention: softmax(q k^T / sqrt(d) + mask) v. */
+/** AltRobertaSelfAttention (4.40.2, absolute positions): softmax(q k^T / sqrt(d) + mask) v. */
 function altRobertaSelfAttention(ctx: TextContext, p: string, x: string): string {
   const { g, config: c, dims } = ctx;
   const H = c.hiddenSize;
-  // (fp32 even with q8: see quantize.ts)
+  // fp32 even in q8 (see the top of this file)
   const query = splitHeads(g, linear(g, x, `${p}.query`, H, H), dims);
   const keyT = splitHeads(g, linear(g, x, `${p}.key`, H, H), dims, true);
   const value = splitHeads(g, linear(g, x, `${p}.value`, H, H), dims);
@@ -121,7 +132,7 @@ function altRobertaSelfAttention(ctx: TextContext, p: string, x: string): string
   return mergeHeads(g, g.node('MatMul', [probs, value]), dims);
 }
 
-/** AltRobertaSelfOutput / AltRobertaOutput: LayerNorm(dense(h) + input). */
+/** AltRobertaSelfOutput / AltRobertaOutput (4.40.2): LayerNorm(dense(h) + input). */
 function altRobertaOutput(ctx: TextContext, p: string, h: string, input: string, inFeatures: number,
   lin: LinearOptions = {}): string {
   const { g, config: c } = ctx;
@@ -129,7 +140,7 @@ function altRobertaOutput(ctx: TextContext, p: string, h: string, input: string,
   return layerNorm(g, g.node('Add', [dense, input]), `${p}.LayerNorm`, c.hiddenSize, c.layerNormEps);
 }
 
-/** AltRobertaLayer: attention (self + output), intermediate (dense + act), output. */
+/** AltRobertaLayer (4.40.2): attention (self + output), intermediate (dense + act), output. */
 function altRobertaLayer(ctx: TextContext, p: string, x: string): string {
   const { g, config: c } = ctx;
   const selfOutput = altRobertaSelfAttention(ctx, `${p}.attention.self`, x);
@@ -226,7 +237,68 @@ function altCLIPVisionEmbeddings(g: GraphBuilder, c: AltCLIPVisionConfig, p: str
   return { embeddings: withPositions, tokens: g.node('Slice', [g.node('Shape', [withPositions]), g.constInt64([1]), g.constInt64([2])]) };
 }
 
-/** AltCLIPAttention: softmax((q * scale) k^T) v, out_proj. */
+/**
+ * AltCLIPVisionEmbeddings.interpolate_pos_encoding (transformers >= 4.46), outside the graph: the
+ * patch position grid resized bicubically to the image's grid, fed to the graph as an input.
+ */
+/** torch's cubic convolution weights (A = -0.75) for the fractional offset t. */
+function cubicWeights(t: number): [number, number, number, number] {
+  const A = -0.75;
+  const near = (x: number) => ((A + 2) * x - (A + 3)) * x * x + 1;
+  const far = (x: number) => ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+  return [far(t + 1), near(t), near(1 - t), far(2 - t)];
+}
+
+/**
+ * nn.functional.interpolate(mode="bicubic", align_corners=False) of a [inH, inW, dim] grid to
+ * [outH, outW, dim]: source = (dst + 0.5) * in / out - 0.5, indices clamped at the border.
+ */
+function bicubicResize(src: Float32Array, inH: number, inW: number, dim: number, outH: number, outW: number): Float32Array {
+  const out = new Float32Array(outH * outW * dim);
+  const taps = (outSize: number, inSize: number) => Array.from({ length: outSize }, (_, o) => {
+    const real = (inSize / outSize) * (o + 0.5) - 0.5;
+    const i0 = Math.floor(real);
+    const idx = [-1, 0, 1, 2].map((k) => Math.min(Math.max(i0 + k, 0), inSize - 1));
+    return { idx, w: cubicWeights(real - i0) };
+  });
+  const rows = taps(outH, inH);
+  const cols = taps(outW, inW);
+  for (let y = 0; y < outH; y++) {
+    for (let x = 0; x < outW; x++) {
+      const o = (y * outW + x) * dim;
+      for (let c = 0; c < dim; c++) {
+        let acc = 0;
+        for (let r = 0; r < 4; r++) {
+          let row = 0;
+          for (let k = 0; k < 4; k++) row += src[(rows[y]!.idx[r]! * inW + cols[x]!.idx[k]!) * dim + c]! * cols[x]!.w[k];
+          acc += row * rows[y]!.w[r];
+        }
+        out[o + c] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+/** AltCLIPVisionEmbeddings.interpolate_pos_encoding for an image of height x width. */
+export function interpolatePositionEmbeddings(positionEmbedding: Float32Array, config: AltCLIPVisionConfig,
+  height: number, width: number): Tensor {
+  const dim = config.hiddenSize;
+  const numPositions = positionEmbedding.length / dim - 1;
+  const newH = Math.floor(height / config.patchSize);
+  const newW = Math.floor(width / config.patchSize);
+  if (newH * newW === numPositions && height === width) {
+    return new Tensor('float32', positionEmbedding, [1, numPositions + 1, dim]);
+  }
+  const side = Math.floor(Math.sqrt(numPositions));
+  const patches = bicubicResize(positionEmbedding.subarray(dim), side, side, dim, newH, newW);
+  const out = new Float32Array((newH * newW + 1) * dim);
+  out.set(positionEmbedding.subarray(0, dim));
+  out.set(patches, dim);
+  return new Tensor('float32', out, [1, newH * newW + 1, dim]);
+}
+
+/** AltCLIPAttention (4.40.2): softmax((q * scale) k^T) v, out_proj. */
 function altCLIPAttention(ctx: VisionContext, p: string, x: string): string {
   const { g, config: c, dims } = ctx;
   const H = c.hiddenSize;
@@ -236,7 +308,10 @@ function altCLIPAttention(ctx: VisionContext, p: string, x: string): string {
   const value = linear(g, x, `${p}.v_proj`, H, H, true, ctx.lin);
   let context: string;
   if (ctx.fusedAttention) {
-    // the same softmax(q k^T) v as one com.microsoft.MultiHeadAttention (q is already scaled)
+    // Why: ORT's fused kernel is faster than the MatMul/Softmax/MatMul chain (~5% on image rows of the
+    // full-size model, commit 9cdcc67). Same function: com.microsoft.MultiHeadAttention computes
+    // softmax(q k^T * scale) v per head; q is already scaled above, so scale is 1. It cannot expose the
+    // attention maps, so graphs with output_attentions take the unfused branch (same goldens, 1e-4).
     const [q, k, v] = [query, key, value].map((t) => to3d(g, t, dims));
     context = g.node('Reshape', [g.node('MultiHeadAttention', [q!, k!, v!],
       { num_heads: c.numAttentionHeads, scale: { float: 1 } }, { domain: 'com.microsoft' }), dims.flat]);
@@ -248,7 +323,7 @@ function altCLIPAttention(ctx: VisionContext, p: string, x: string): string {
   return linear(g, context, `${p}.out_proj`, H, H, true, ctx.lin);
 }
 
-/** AltCLIPMLP: fc2(act(fc1(x))). */
+/** AltCLIPMLP (4.40.2): fc2(act(fc1(x))). */
 function altCLIPMLP(ctx: VisionContext, p: string, x: string): string {
   const { g, config: c } = ctx;
   const h = activation(c.hiddenAct, 'vision_config.hidden_act')(g,
@@ -256,7 +331,7 @@ function altCLIPMLP(ctx: VisionContext, p: string, x: string): string {
   return linear(g, h, `${p}.fc2`, c.intermediateSize, c.hiddenSize, true, ctx.lin);
 }
 
-/** AltCLIPEncoderLayer: pre-LN residual blocks. */
+/** AltCLIPEncoderLayer (4.40.2): pre-LN residual blocks. */
 function altCLIPEncoderLayer(ctx: VisionContext, p: string, x: string): string {
   const { g, config: c } = ctx;
   let residual = x;
@@ -308,4 +383,49 @@ export function buildVisionGraph(g: GraphBuilder, config: AltCLIPVisionConfig, v
     g.output(features, 'image_features', DataType.FLOAT, ['batch', options.projectionDim]);
   }
   if (variant.full) exposeLayers(g, hiddenStates, ctx.attentions, ctx.dims, 'tokens', H, config.numAttentionHeads);
+}
+
+// =============================================================================================
+// AltCLIPModel.forward after the towers (4.40.2), in float32 like torch
+
+export interface ClipHeadOutput {
+  textEmbeds: Tensor;
+  imageEmbeds: Tensor;
+  logitsPerText: Tensor;
+  logitsPerImage: Tensor;
+  loss?: Tensor;
+}
+
+const asMatrix = (t: Tensor): Matrix => ({ data: t.data as Float32Array, rows: t.dims[0]!, cols: t.dims[1]! });
+const asTensor = (m: Matrix): Tensor => new Tensor('float32', m.data, [m.rows, m.cols]);
+
+/** contrastive_loss: nn.functional.cross_entropy(logits, arange(len(logits))), mean reduction. */
+function contrastiveLoss(logits: Matrix): number {
+  let total = 0;
+  for (let i = 0; i < logits.rows; i++) total += logSumExp(row(logits, i)) - logits.data[i * logits.cols + i]!;
+  return total / logits.rows;
+}
+
+/**
+ * AltCLIPModel.forward's head: image_embeds / text_embeds = x / x.norm(p=2, dim=-1, keepdim=True);
+ * logits_per_text = text_embeds @ image_embeds.t() * logit_scale.exp() (float32 products);
+ * logits_per_image = logits_per_text.t(); loss = clip_loss(logits_per_text) =
+ * (contrastive_loss(logits_per_text) + contrastive_loss(logits_per_image)) / 2.
+ */
+export function altCLIPModelHead(textFeatures: Tensor, imageFeatures: Tensor, logitScale: number, returnLoss: boolean): ClipHeadOutput {
+  const imageEmbeds = normalizeRows(asMatrix(imageFeatures));
+  const textEmbeds = normalizeRows(asMatrix(textFeatures));
+  const scale = Math.fround(Math.exp(logitScale));
+  const dots = matmulTransposed(textEmbeds, imageEmbeds);
+  const logitsPerText: Matrix = { data: Float32Array.from(dots.flat(), (s) => Math.fround(s) * scale), rows: textEmbeds.rows, cols: imageEmbeds.rows };
+  const logitsPerImage = transpose(logitsPerText);
+  const output: ClipHeadOutput = {
+    textEmbeds: asTensor(textEmbeds), imageEmbeds: asTensor(imageEmbeds),
+    logitsPerText: asTensor(logitsPerText), logitsPerImage: asTensor(logitsPerImage),
+  };
+  if (returnLoss) {
+    const loss = (contrastiveLoss(logitsPerText) + contrastiveLoss(logitsPerImage)) / 2;
+    output.loss = new Tensor('float32', Float32Array.of(loss), []);
+  }
+  return output;
 }

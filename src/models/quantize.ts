@@ -1,26 +1,18 @@
-// dtype "q8": the Linear weights of the encoder layers as int8, for com.microsoft.DynamicQuantizeMatMul
-// (activations quantized to uint8 per call, as ORT's dynamic quantization does; weights symmetric per
-// output channel). Computed once from the float checkpoint and cached as a safetensors file beside
-// the graphs.
+// dtype "q8": Linear weights as int8, for com.microsoft.DynamicQuantizeMatMul (activations quantized
+// to uint8 per call, as ORT's dynamic quantization does; weights symmetric per output channel).
+// Which Linear layers: those the graph asks for in int8 (modeling_altclip.ts decides; GraphBuilder's
+// `quantized`). Computed once from the float checkpoint and cached as a safetensors file in the graph
+// cache (graph_cache.ts), with a manifest naming its source files.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { quantizedNames } from '../onnx/graph.js';
 import { writeSafetensors, type TensorSpec } from '../weights/safetensors_writer.js';
 import { openSafetensors, type TensorRef, type Weights } from '../weights/index.js';
+import { withCacheDir, writeManifest } from './graph_cache.js';
 
-const FORMAT = 'altclip-q8-v3';
-
-/**
- * The Linear weights that are quantized: every Linear of the vision encoder layers, and the MLP of
- * the text encoder layers. In the (post-LN) text tower, int8 attention projections cost too much
- * accuracy: text-feature cosine vs fp32 fell to 0.990 on the full-size benchmark model, against
- * >= 0.998 with fp32 attention there (which keeps about 2/3 of the text tower's int8 speed-up).
- */
-export function isQuantizedLinear(name: string, ref: TensorRef): boolean {
-  return ref.shape.length === 2 && (/(^|\.)encoder\.layers\.\d+\.(self_attn|mlp)\.\w+\.weight$/.test(name)
-    || /(^|\.)encoder\.layer\.\d+\.(intermediate|output)\.dense\.weight$/.test(name));
-}
+const FORMAT = 'altclip-q8-v4';
 
 /**
  * Weights use 7 bits (|q| <= 63), ORT's `reduce_range`: on x86 CPUs without AVX-512 VNNI the u8 x s8
@@ -61,39 +53,51 @@ export function quantizeLinear(w: Float32Array, out: number, inFeatures: number)
   return { q, scale };
 }
 
-/** The q8 tensors (`<name>.q8`, `<name>.q8_scale`, `<name>.q8_zero_point`) for `weights`, cached in `cacheDir`. */
-export function quantizedWeights(weights: Weights, cacheDir: string): Map<string, TensorRef> {
-  const names = [...weights.tensors.entries()].filter(([n, r]) => isQuantizedLinear(n, r)).map(([n]) => n).sort();
+/**
+ * The q8 tensors (quantizedNames: `<name>.q8`, `.q8_scale`, `.q8_zero_point`) of the [out, in] Linear
+ * weights `names`, cached under `<cache>/q8/` (graph_cache.ts's folder, with its fallbacks).
+ */
+export function quantizedWeights(weights: Weights, names: string[], cacheDir: string | undefined): Map<string, TensorRef> {
+  names = [...names].sort();
   const id = createHash('sha256').update(FORMAT);
   for (const f of weights.files) {
     const s = fs.statSync(f);
     id.update(`${f}:${s.size}:${s.mtimeMs}:${s.ino}\n`);
   }
   id.update(names.join('\n'));
-  const file = path.join(cacheDir, 'q8', `${id.digest('hex').slice(0, 24)}.safetensors`);
-  if (!fs.existsSync(file)) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    const specs: TensorSpec[] = [];
-    for (const n of names) {
-      const [out, inFeatures] = weights.tensors.get(n)!.shape as [number, number];
-      specs.push({ name: `${n}.q8`, dtype: 'I8', shape: [inFeatures, out] },
-        { name: `${n}.q8_scale`, dtype: 'F32', shape: [out] },
-        { name: `${n}.q8_zero_point`, dtype: 'I8', shape: [out] });
+  const refs = withCacheDir(cacheDir, 'q8 weights', (root) => {
+    const file = path.join(root, 'q8', `${id.digest('hex').slice(0, 24)}.safetensors`);
+    if (!fs.existsSync(file)) {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      writeQuantized(file, weights, names);
     }
-    let current: { q: Int8Array; scale: Float32Array } | undefined;
-    writeSafetensors(file, specs, (i) => {
-      const n = names[Math.floor(i / 3)]!;
-      const [out, inFeatures] = weights.tensors.get(n)!.shape as [number, number];
-      switch (i % 3) {
-        case 0:
-          current = quantizeLinear(weights.readFloat32(n), out, inFeatures);
-          return new Uint8Array(current.q.buffer);
-        case 1:
-          return new Uint8Array(current!.scale.buffer);
-        default:
-          return new Uint8Array(out);
-      }
-    }, { format: FORMAT });
+    writeManifest(file.replace(/\.safetensors$/, '.json'), weights.files);
+    return openSafetensors(file);
+  });
+  if (!refs) throw new Error('dtype "q8": no writable cache folder for the int8 weights (see the warning); use dtype "fp32" or set graphCacheDir');
+  return refs;
+}
+
+function writeQuantized(file: string, weights: Weights, names: string[]): void {
+  const specs: TensorSpec[] = [];
+  for (const n of names) {
+    const [out, inFeatures] = weights.tensors.get(n)!.shape as [number, number];
+    const [q, scale, zeroPoint] = quantizedNames(n);
+    specs.push({ name: q, dtype: 'I8', shape: [inFeatures, out] }, { name: scale, dtype: 'F32', shape: [out] },
+      { name: zeroPoint, dtype: 'I8', shape: [out] });
   }
-  return openSafetensors(file);
+  let current: { q: Int8Array; scale: Float32Array } | undefined;
+  writeSafetensors(file, specs, (i) => {
+    const n = names[Math.floor(i / 3)]!;
+    const [out, inFeatures] = weights.tensors.get(n)!.shape as [number, number];
+    switch (i % 3) {
+      case 0:
+        current = quantizeLinear(weights.readFloat32(n), out, inFeatures);
+        return new Uint8Array(current.q.buffer);
+      case 1:
+        return new Uint8Array(current!.scale.buffer);
+      default:
+        return new Uint8Array(out);
+    }
+  }, { format: FORMAT });
 }

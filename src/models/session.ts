@@ -1,22 +1,19 @@
-// From a built graph to an onnxruntime session, with the weights read straight from the checkpoint.
-//
-// ONNX external data must resolve inside the .onnx file's folder (absolute paths, "../" and symlinks
-// that leave the folder are refused), so each graph goes into a cache folder together with a hard
-// link to every weight file it references: no copy, and a read-only checkpoint folder (or the HF
-// cache, whose snapshot files are symlinks) works. Files are written atomically and reused.
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
+// onnxruntime sessions, on the calling thread or in a worker thread of their own (session_thread.mjs).
+// Which graph file a session loads, and the cache it lives in: graph_cache.ts.
+import './ort_env.mjs'; // before onnxruntime-node: see there
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 
-import type { GraphBuilder } from '../onnx/graph.js';
-
 export interface SessionOptions {
-  /** Intra-op threads (default: the number of cores). */
+  /** Intra-op threads (default: the number of cores; more than 4 per core is refused). */
   threads?: number;
-  /** Where built graphs go (default: $ALTCLIP_CACHE, else $XDG_CACHE_HOME/altclip, else ~/.cache/altclip). */
+  /**
+   * Where built graphs and q8 weights go (default: $ALTCLIP_CACHE, else $XDG_CACHE_HOME/altclip, else
+   * ~/.cache/altclip). Where it cannot be written (or cannot hold hard links to the weights): a
+   * per-user folder in the OS temp folder, else no cache (weights handed over in memory); a warning
+   * says so once. Never the model's own folder. See graph_cache.ts and the README's "Cache" section.
+   */
   graphCacheDir?: string;
   /** onnxruntime execution providers, in order of preference (default ["cpu"]; "cuda" needs the GPU build). */
   executionProviders?: string[];
@@ -56,6 +53,10 @@ class LocalSession implements Session {
 interface WireTensor { type: ort.Tensor.Type; dims: readonly number[]; data: ort.Tensor.DataType }
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
+let liveThreads = 0;
+/** Session threads started and not yet ended (diagnostics; the tests watch it). */
+export const sessionThreadCount = (): number => liveThreads;
+
 /**
  * The worker thread that owns one session (session_thread.mjs), and its requests in flight. The
  * thread does not keep the process alive while it is idle. Its listeners reference only this
@@ -69,6 +70,8 @@ class SessionThread {
   private stopped?: Error;
 
   constructor(label: string) {
+    liveThreads++;
+    this.worker.once('exit', () => liveThreads--);
     this.worker.unref();
     this.worker.on('message', (m: { id: number; result?: unknown; error?: { message: string; stack?: string } }) => {
       const p = this.pending.get(m.id);
@@ -150,7 +153,7 @@ class ThreadSession implements Session {
 }
 
 /** An onnxruntime session for `model` (a path or the graph's bytes), on its own thread unless told otherwise. */
-async function openSession(label: string, model: string | Uint8Array, opts: ort.InferenceSession.SessionOptions,
+export async function openSession(label: string, model: string | Uint8Array, opts: ort.InferenceSession.SessionOptions,
   options: SessionOptions): Promise<Session> {
   if (options.workerThreads === false) {
     return new LocalSession(typeof model === 'string' ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts));
@@ -158,15 +161,25 @@ async function openSession(label: string, model: string | Uint8Array, opts: ort.
   return ThreadSession.create(label, model, opts);
 }
 
-const OPSETS = { '': 17, 'com.microsoft': 1 };
+/** Threads per session above this many per core are refused (each session starts `threads` threads). */
+const MAX_THREADS_PER_CORE = 4;
 
-export function defaultGraphCacheDir(): string {
-  if (process.env.ALTCLIP_CACHE) return process.env.ALTCLIP_CACHE;
-  const xdg = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(xdg, 'altclip');
+/** SessionOptions checked: a clear error for values onnxruntime would take and regret. */
+export function checkSessionOptions(options: SessionOptions): void {
+  const { threads } = options;
+  if (threads === undefined) return;
+  const cores = os.availableParallelism();
+  if (!Number.isSafeInteger(threads) || threads < 1) {
+    throw new Error(`threads must be a positive integer, got ${JSON.stringify(threads)}`);
+  }
+  if (threads > MAX_THREADS_PER_CORE * cores) {
+    throw new Error(`threads: ${threads} is far above this machine's ${cores} cores (at most ${MAX_THREADS_PER_CORE * cores}: `
+      + 'every session starts that many threads, and more threads than cores only slow it down)');
+  }
 }
 
 export function sessionOptions(options: SessionOptions): ort.InferenceSession.SessionOptions {
+  checkSessionOptions(options);
   return {
     intraOpNumThreads: options.threads ?? os.availableParallelism(),
     interOpNumThreads: 1,
@@ -174,144 +187,4 @@ export function sessionOptions(options: SessionOptions): ort.InferenceSession.Se
     graphOptimizationLevel: 'all',
     executionProviders: options.executionProviders ?? ['cpu'],
   };
-}
-
-/** Writes `data` to `file` through a temporary file and a rename, so no reader sees half a file. */
-export function writeFileAtomic(file: string, data: Uint8Array | string): void {
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  try {
-    fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-}
-
-/** Writes the graph file unless it already holds exactly `bytes` (a damaged cached copy is replaced). */
-function writeUnlessSame(file: string, bytes: Uint8Array): void {
-  let current: Buffer | undefined;
-  try {
-    current = fs.readFileSync(file);
-  } catch { /* not there yet */ }
-  if (!current || !current.equals(bytes)) writeFileAtomic(file, bytes);
-}
-
-/** Hard-links `target` as `link` (atomically replacing a stale link); false where the OS refuses. */
-function hardLink(target: string, link: string): boolean {
-  try {
-    const a = fs.statSync(target);
-    const b = fs.statSync(link, { throwIfNoEntry: false });
-    if (b && a.ino === b.ino && a.dev === b.dev) return true;
-    const tmp = `${link}.${process.pid}.${Date.now()}.tmp`;
-    fs.linkSync(target, tmp);
-    fs.renameSync(tmp, link);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function fileIdentity(file: string): string {
-  const s = fs.statSync(file);
-  return `${file}:${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
-}
-
-/** This CPU and onnxruntime build: optimized graphs with prepacked weights are only valid for these. */
-function machineTag(): string {
-  let flags = '';
-  try {
-    flags = /^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '';
-  } catch { /* not Linux */ }
-  const ortVersion = (ort.env.versions as Record<string, string> | undefined)?.common ?? '';
-  return createHash('sha256').update(`${os.cpus()[0]?.model}|${process.arch}|${flags}|${ortVersion}`).digest('hex').slice(0, 12);
-}
-
-/**
- * A session from onnxruntime's own optimized copy of `model` with the GEMM weights already packed
- * (session.save_external_prepacked_constant_initializers), written once into a folder that appears
- * whole (built under a temporary name, then renamed) and loaded directly afterwards.
- */
-async function prepackedSession(label: string, dir: string, model: string, opts: ort.InferenceSession.SessionOptions,
-  options: SessionOptions): Promise<Session> {
-  const packed = path.join(dir, `prepacked-${machineTag()}`);
-  const optimized = path.join(packed, 'model.onnx');
-  if (fs.existsSync(optimized)) {
-    try {
-      return await openSession(label, optimized, { ...opts, graphOptimizationLevel: 'disabled' }, options);
-    } catch (e) {
-      // a damaged copy (onnxruntime refuses it): made again below
-      process.emitWarning(`altclip: rebuilding ${packed}: ${(e as Error).message}`);
-      fs.rmSync(packed, { recursive: true, force: true });
-    }
-  }
-  const tmp = `${packed}.${process.pid}.${Date.now()}.tmp`;
-  fs.mkdirSync(tmp, { recursive: true });
-  try {
-    const session = await openSession(label, model, {
-      ...opts,
-      optimizedModelFilePath: path.join(tmp, 'model.onnx'),
-      logSeverityLevel: 3, // its warning that the optimized graph is CPU-specific: machineTag() sees to that
-      extra: {
-        session: {
-          save_external_prepacked_constant_initializers: '1',
-          optimized_model_external_initializers_file_name: 'model.data',
-          optimized_model_external_initializers_min_size_in_bytes: '1024',
-        },
-      },
-    }, options);
-    try {
-      fs.renameSync(tmp, packed);
-    } catch {
-      // another process got there first: its copy is as good
-    }
-    return session;
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
-}
-
-/**
- * An onnxruntime session for the graph in `g`. Falls back, in order, to writing the graph beside
- * the weights (when linking is impossible, e.g. across file systems) and to handing onnxruntime the
- * weights in memory (a copy: a warning says so).
- */
-export async function createSession(g: GraphBuilder, options: SessionOptions): Promise<Session> {
-  const files = g.referencedFiles();
-  const names = new Map(files.map((f, i) => [f, `weights-${i}${path.extname(f)}`]));
-  const bytes = g.encode((f) => names.get(f)!, OPSETS);
-  const key = createHash('sha256').update(bytes).update(files.map(fileIdentity).join('\n')).digest('hex').slice(0, 24);
-  const opts = sessionOptions(options);
-
-  const dir = path.join(options.graphCacheDir ?? defaultGraphCacheDir(), 'graphs', `${g.name}-${key}`);
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-    if (files.every((f) => hardLink(f, path.join(dir, names.get(f)!)))) {
-      const model = path.join(dir, 'model.onnx');
-      writeUnlessSame(model, bytes);
-      if (options.cachePrepacked) return await prepackedSession(g.name, dir, model, opts, options);
-      return await openSession(g.name, model, opts, options);
-    }
-  } catch (e) {
-    if (!(e as NodeJS.ErrnoException).code) throw e; // an onnxruntime error, not a file-system one
-  }
-
-  // Beside the weights: possible when they are all in one writable folder.
-  const dirs = new Set(files.map((f) => path.dirname(f)));
-  if (dirs.size === 1) {
-    const weightsDir = [...dirs][0]!;
-    const local = g.encode((f) => path.basename(f), OPSETS);
-    const model = path.join(weightsDir, `.altclip-${g.name}-${key}.onnx`);
-    try {
-      writeUnlessSame(model, local);
-      return await openSession(g.name, model, opts, options);
-    } catch (e) {
-      if (!(e as NodeJS.ErrnoException).code) throw e;
-    }
-  }
-
-  process.emitWarning(`altclip: cannot write a graph next to the weights or link them into ${dir}; `
-    + 'loading the weights into memory instead (uses more memory)');
-  const externalData = files.map((f) => ({ path: names.get(f)!, data: fs.readFileSync(f) }));
-  return openSession(g.name, bytes, { ...opts, externalData }, options);
 }

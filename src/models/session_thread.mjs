@@ -14,6 +14,7 @@
 //               { id, op: 'release' }
 // Messages out: { id, result } or { id, error: { message, stack } }; run results are WireTensors
 // whose buffers are transferred, not copied.
+import './ort_env.mjs'; // before onnxruntime-node: see there
 import { parentPort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 

@@ -14,6 +14,26 @@ export interface WeightSource {
   get(name: string): TensorRef | undefined;
 }
 
+/** The int8 tensors standing for Linear weight `name` in a q8 graph: B, its scale, its zero point. */
+export function quantizedNames(name: string): [string, string, string] {
+  return [`${name}.q8`, `${name}.q8_scale`, `${name}.q8_zero_point`];
+}
+
+/** Problems shown on the error's first line (which is all the CLI prints); the full list follows. */
+const PROBLEMS_IN_FIRST_LINE = 5;
+
+/**
+ * Throws one error for every weight problem of a model: the count and the first few on the first
+ * line (name, expected and actual shape), then one line each.
+ */
+export function assertNoProblems(source: string, problems: string[]): void {
+  if (!problems.length) return;
+  const first = problems.slice(0, PROBLEMS_IN_FIRST_LINE).join('; ');
+  const more = problems.length > PROBLEMS_IN_FIRST_LINE ? `; ... and ${problems.length - PROBLEMS_IN_FIRST_LINE} more` : '';
+  throw new Error(`${source}: the weights do not match the config (${problems.length} problem${problems.length > 1 ? 's' : ''}): `
+    + `${first}${more}\n  ${problems.slice(0, 100).join('\n  ')}${problems.length > 100 ? `\n  ... (${problems.length} in all)` : ''}`);
+}
+
 export class GraphBuilder {
   readonly nodes: NodeData[] = [];
   readonly initializers = new Map<string, { ref: TensorRef; dataType: DataType }>();
@@ -22,6 +42,10 @@ export class GraphBuilder {
   readonly outputs: ValueInfo[] = [];
   /** Missing or mis-shaped weights, reported together once the graph is built. */
   readonly problems: string[] = [];
+  /** Every checkpoint tensor the graph asked for, found or not (what is left of a checkpoint is unused). */
+  readonly requested = new Set<string>();
+  /** Checkpoint weights the graph uses in int8 (quantizedWeight): their int8 tensors come from addQuantized. */
+  readonly quantized = new Set<string>();
   private counter = 0;
   private readonly cache = new Map<string, string>();
 
@@ -65,13 +89,9 @@ export class GraphBuilder {
     return outputs;
   }
 
-  /**
-   * The checkpoint tensor `name` as a float32 value, checked against `shape`. F16/BF16 weights
-   * are cast to float32 in the graph; the bytes stay in the checkpoint file.
-   */
-  weight(name: string, shape: number[]): string {
-    const cached = this.cache.get(name);
-    if (cached) return cached;
+  /** `name` checked against `shape` (a problem is recorded when it is missing, mis-shaped or of an unusable dtype). */
+  private checked(name: string, shape: number[]): TensorRef | undefined {
+    this.requested.add(name);
     const ref = this.weights.get(name);
     if (!ref) {
       this.problems.push(`missing weight ${name} (expected shape [${shape}])`);
@@ -80,6 +100,20 @@ export class GraphBuilder {
     } else if (!(ref.dtype in ONNX_DTYPE)) {
       this.problems.push(`weight ${name} has dtype ${ref.dtype}, which cannot be used`);
     } else {
+      return ref;
+    }
+    return undefined;
+  }
+
+  /**
+   * The checkpoint tensor `name` as a float32 value, checked against `shape`. F16/BF16 weights
+   * are cast to float32 in the graph; the bytes stay in the checkpoint file.
+   */
+  weight(name: string, shape: number[]): string {
+    const cached = this.cache.get(name);
+    if (cached) return cached;
+    const ref = this.checked(name, shape);
+    if (ref) {
       const dataType = ONNX_DTYPE[ref.dtype]!;
       this.initializers.set(name, { ref, dataType });
       const value = dataType === DataType.FLOAT ? name : this.node('Cast', [name], { to: DataType.FLOAT });
@@ -92,12 +126,26 @@ export class GraphBuilder {
     return placeholder;
   }
 
-  /** A checkpoint tensor as stored (no cast): used for int8 weights and their scales. */
-  rawWeight(name: string): string {
-    const ref = this.weights.get(name);
-    if (!ref) throw new Error(`missing tensor ${name}`);
-    this.initializers.set(name, { ref, dataType: ONNX_DTYPE[ref.dtype]! });
-    return name;
+  /**
+   * The [out, in] Linear weight `name` in int8, as DynamicQuantizeMatMul's B, scale and zero point
+   * (`<name>.q8`, `.q8_scale`, `.q8_zero_point`). The float weight is checked like weight()'s; the
+   * int8 tensors are made from it once the graph is built (see `quantized` and addQuantized): what
+   * the graph asks for is what gets quantized.
+   */
+  quantizedWeight(name: string, shape: [number, number]): [string, string, string] {
+    if (this.checked(name, shape)) this.quantized.add(name);
+    return quantizedNames(name);
+  }
+
+  /** Supplies the int8 tensors of every weight in `quantized` (a missing one is a problem like any other). */
+  addQuantized(refs: Map<string, TensorRef>): void {
+    for (const name of this.quantized) {
+      for (const q of quantizedNames(name)) {
+        const ref = refs.get(q);
+        if (ref) this.initializers.set(q, { ref, dataType: ONNX_DTYPE[ref.dtype]! });
+        else this.problems.push(`missing quantized weight ${q}`);
+      }
+    }
   }
 
   constFloat(values: number[], dims: number[]): string {
@@ -122,9 +170,7 @@ export class GraphBuilder {
 
   /** Throws one error listing every missing / mis-shaped weight. */
   assertComplete(source: string): void {
-    if (this.problems.length) {
-      throw new Error(`${source}: the weights do not match the config:\n  ${this.problems.join('\n  ')}`);
-    }
+    assertNoProblems(source, this.problems);
   }
 
   /** Files whose bytes the graph references. */
@@ -134,6 +180,8 @@ export class GraphBuilder {
 
   /** Serialises the graph; `locationOf(file)` gives each weight file's path relative to the .onnx. */
   encode(locationOf: (file: string) => string, opsets: Record<string, number>): Uint8Array {
+    const unresolved = [...this.quantized].filter((n) => !this.initializers.has(quantizedNames(n)[0]));
+    if (unresolved.length) throw new Error(`graph ${this.name}: int8 weights not supplied (addQuantized): ${unresolved.slice(0, 3).join(', ')}`);
     const initializers: TensorData[] = [...this.initializers.entries()].map(([name, { ref, dataType }]) => ({
       name,
       dataType,

@@ -3,7 +3,10 @@
 import type { GraphBuilder } from './graph.js';
 
 export interface LinearOptions {
-  /** Quantized int8 weights: `${name}.weight` is replaced by DynamicQuantizeMatMul on the q8 tensors. */
+  /**
+   * int8 weights: DynamicQuantizeMatMul on `<prefix>.weight` quantized (GraphBuilder.quantizedWeight;
+   * the graph's requests are what quantize.ts quantizes).
+   */
   quantized?: boolean;
 }
 
@@ -12,8 +15,7 @@ export function linear(g: GraphBuilder, x: string, prefix: string, inFeatures: n
   bias = true, options: LinearOptions = {}): string {
   if (options.quantized) {
     // com.microsoft.DynamicQuantizeMatMul(A float, B int8 [in, out], b_scale [out], b_zero_point [out], bias)
-    const inputs = [x, g.rawWeight(`${prefix}.weight.q8`), g.rawWeight(`${prefix}.weight.q8_scale`),
-      g.rawWeight(`${prefix}.weight.q8_zero_point`)];
+    const inputs = [x, ...g.quantizedWeight(`${prefix}.weight`, [outFeatures, inFeatures])];
     if (bias) inputs.push(g.weight(`${prefix}.bias`, [outFeatures]));
     return g.node('DynamicQuantizeMatMul', inputs, {}, { domain: 'com.microsoft' });
   }

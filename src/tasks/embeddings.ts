@@ -4,7 +4,7 @@
 // the server) builds on embedImageBatches / embedTextBatches.
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { Tensor } from '../tensor.js';
-import { type Matrix, normalizeRows } from './math.js';
+import { type Matrix, normalizeRows } from '../math.js';
 import {
   type AltCLIPParts, type BatchOptions, DEFAULT_BATCH_SIZE, type EmbedOptions, type EmbeddingBatch, type ImageInput,
   type InputFailure,

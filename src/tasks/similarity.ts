@@ -1,7 +1,7 @@
 // Image-text similarity: cosine of the normalised embeddings, and the model's logits
 // (logits_per_image = exp(logit_scale) * cosine, as AltCLIPModel.forward computes them).
 import { imageEmbeddingMatrix, textEmbeddingMatrix } from './embeddings.js';
-import { matmulTransposed } from './math.js';
+import { matmulTransposed } from '../math.js';
 import type { AltCLIPParts, BatchOptions, ImageInput } from './types.js';
 
 export interface SimilarityResult {

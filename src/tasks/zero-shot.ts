@@ -2,7 +2,7 @@
 // (pipelines/zero_shot_image_classification.py, 4.40.2): each label is put into the hypothesis
 // template, scores = softmax over the image's logits_per_image row, sorted by score, top_k kept.
 import { imageEmbeddingMatrix, textEmbeddingMatrix } from './embeddings.js';
-import { type Matrix, matmulTransposed, meanOfRowGroups, normalizeRows, sigmoid, softmax } from './math.js';
+import { type Matrix, matmulTransposed, meanOfRowGroups, normalizeRows, sigmoid, softmax } from '../math.js';
 import { logitScale } from './similarity.js';
 import type { AltCLIPParts, BatchOptions, ImageInput } from './types.js';
 

@@ -2,6 +2,7 @@
 // file larger than memory can be produced; the file appears under its name only once complete.
 import * as fs from 'node:fs';
 
+import { replaceAtomically } from '../fsutil.js';
 import { byteSize, numelOf, type DType } from './dtype.js';
 
 export interface TensorSpec {
@@ -12,7 +13,7 @@ export interface TensorSpec {
 
 /**
  * Writes `specs` in order to `file`; `bytesOf(i)` returns tensor i's raw little-endian bytes.
- * Written to a temporary name and renamed, so readers never see a partial file.
+ * Written through replaceAtomically (fsutil.ts), so readers never see a partial file.
  */
 export function writeSafetensors(file: string, specs: TensorSpec[], bytesOf: (index: number) => Uint8Array,
   metadata: Record<string, string> = {}): void {
@@ -30,23 +31,20 @@ export function writeSafetensors(file: string, specs: TensorSpec[], bytesOf: (in
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length));
 
-  const tmp = `${file}.${process.pid}.${Date.now()}.incomplete`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    fs.writeSync(fd, prefix);
-    fs.writeSync(fd, headerBytes);
-    specs.forEach((s, i) => {
-      const bytes = bytesOf(i);
-      if (bytes.byteLength !== sizes[i]) {
-        throw new Error(`${file}: tensor ${s.name} has ${bytes.byteLength} bytes, its shape [${s.shape}] ${s.dtype} needs ${sizes[i]}`);
-      }
-      fs.writeSync(fd, bytes);
-    });
-    fs.closeSync(fd);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    try { fs.closeSync(fd); } catch { /* already closed */ }
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  replaceAtomically(file, (tmp) => {
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeSync(fd, prefix);
+      fs.writeSync(fd, headerBytes);
+      specs.forEach((s, i) => {
+        const bytes = bytesOf(i);
+        if (bytes.byteLength !== sizes[i]) {
+          throw new Error(`${file}: tensor ${s.name} has ${bytes.byteLength} bytes, its shape [${s.shape}] ${s.dtype} needs ${sizes[i]}`);
+        }
+        fs.writeSync(fd, bytes);
+      });
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
 }

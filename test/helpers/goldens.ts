@@ -20,6 +20,12 @@ export class Goldens {
     return this.refs.has(name);
   }
 
+  /** The golden names matching `pattern`, in numeric order of their last path element where it is one. */
+  names(pattern: RegExp): string[] {
+    const last = (n: string) => Number(n.slice(n.lastIndexOf('/') + 1));
+    return [...this.refs.keys()].filter((n) => pattern.test(n)).sort((a, b) => last(a) - last(b) || a.localeCompare(b));
+  }
+
   get(name: string): Tensor {
     const ref = this.refs.get(name);
     if (!ref) throw new Error(`${this.file}: no golden tensor ${name}`);

@@ -1,4 +1,5 @@
-// Small row-wise helpers on [rows, cols] float32 matrices (row-major).
+// Small row-wise math on [rows, cols] float32 matrices (row-major), done outside the graphs: the one
+// normalize / matmul-transposed of the package, used by the model head (AltCLIPModel.forward) and the tasks.
 
 /** A float32 [rows, cols] matrix. */
 export interface Matrix {
@@ -66,6 +67,22 @@ export function meanOfRowGroups(m: Matrix, groupSize: number): Matrix {
     }
   }
   return { data: out, rows: groups, cols: m.cols };
+}
+
+/** [rows, cols] -> [cols, rows]. */
+export function transpose(m: Matrix): Matrix {
+  const out = new Float32Array(m.data.length);
+  for (let i = 0; i < m.rows; i++) for (let j = 0; j < m.cols; j++) out[j * m.rows + i] = m.data[i * m.cols + j]!;
+  return { data: out, rows: m.cols, cols: m.rows };
+}
+
+/** log(sum(exp(xs))), computed stably (torch.logsumexp). */
+export function logSumExp(xs: ArrayLike<number>): number {
+  let max = -Infinity;
+  for (let i = 0; i < xs.length; i++) max = Math.max(max, xs[i]!);
+  let sum = 0;
+  for (let i = 0; i < xs.length; i++) sum += Math.exp(xs[i]! - max);
+  return max + Math.log(sum);
 }
 
 /** Numerically stable softmax of one vector. */

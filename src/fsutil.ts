@@ -1,0 +1,64 @@
+// Files that appear whole: the one temp-then-rename of the package (graph cache, q8 cache, hub cache,
+// safetensors writer). A reader sees the old file or the new one, never a part, even when a process
+// is killed mid-write; a writer killed before the rename leaves only a `*.tmp` name behind.
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+
+/** A temporary name beside `file` (same folder, so the rename is atomic), unique to this call. */
+export function tempPath(file: string): string {
+  return `${file}.${randomUUID()}.tmp`;
+}
+
+/** A leftover of replaceAtomically from a process that was killed before its rename. */
+export const isTempPath = (name: string): boolean => /\.[0-9a-f-]{36}\.tmp$/.test(name);
+
+export interface ReplaceOptions {
+  /**
+   * Where `file` already exists (another process got there first), keep it and drop ours instead
+   * of replacing it: for folders, which rename() cannot replace, and copies that are equally good.
+   */
+  keepExisting?: boolean;
+}
+
+/** Renames the finished temporary into place (see ReplaceOptions.keepExisting). */
+function commit(tmp: string, file: string, options: ReplaceOptions): void {
+  try {
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (!(options.keepExisting && (code === 'ENOTEMPTY' || code === 'EEXIST') && fs.existsSync(file))) throw e;
+  }
+}
+
+/**
+ * Makes `file` (a file, link or folder) appear whole: `create(tmp)` makes it under a temporary name
+ * beside `file`, which is then renamed into place; on any failure the temporary is removed.
+ */
+export function replaceAtomically<T>(file: string, create: (tmp: string) => T, options: ReplaceOptions = {}): T {
+  const tmp = tempPath(file);
+  try {
+    const result = create(tmp);
+    commit(tmp, file, options);
+    return result;
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** replaceAtomically for a `create` that works asynchronously. */
+export async function replaceAtomicallyAsync<T>(file: string, create: (tmp: string) => Promise<T>,
+  options: ReplaceOptions = {}): Promise<T> {
+  const tmp = tempPath(file);
+  try {
+    const result = await create(tmp);
+    commit(tmp, file, options);
+    return result;
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Writes `data` to `file` so that no reader sees half a file. */
+export function writeFileAtomic(file: string, data: Uint8Array | string): void {
+  replaceAtomically(file, (tmp) => fs.writeFileSync(tmp, data));
+}
