@@ -36,7 +36,13 @@ interface RowResult { median_s: number; times_s: number[] }
 interface RunResult { load_s: number; rss_after_load_bytes: number; peak_rss_bytes: number; rows: Partial<Record<Row, RowResult>> }
 interface ProfileResult { tower: string; dtype: string; batch: number; seq: number; run_ms: number; kernel_ms: number; gemm_ms: number;
   gemm_flops: number; gemm_gflops: number; ops: { op: string; ms: number; share: number }[] }
-interface TorchResult extends RunResult { torch: string; blas: string[]; threads: number; openblas_threads: string; setting: string }
+interface TorchResult extends RunResult {
+  torch: string; blas: string[]; threads: number; openblas_threads: string; setting: string;
+  /** bench/torch_baseline.py: the kernel OpenBLAS picked, with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed for torch */
+  openblas: { core: string; config: string; library: string; removed_env: Record<string, string> } | null;
+  /** whether the checkpoint file stayed mapped after loading (tensors viewing a mmap: slower forward passes) */
+  weights_file_mapped: boolean;
+}
 
 const program = new Command()
   .option('--only <parts>', 'comma list of: load, image, text, image1, image8, text1, text32', '')
@@ -310,6 +316,10 @@ async function main() {
   const torchRuns: TorchResult[] = [];
   const python = opts.torch ? findPython() : null;
   if (opts.torch && !python) log('  PyTorch baseline skipped: no python3 that imports torch (apt-get install python3-torch)');
+  if (python && rows.length && !torchHasOpenBlas(python)) {
+    throw new Error(`${python}'s torch does not call OpenBLAS (Debian's reference BLAS is ~50x slower: no fair baseline): `
+      + 'apt-get install libopenblas0-pthread, or run with --no-torch');
+  }
   if (python && rows.length) {
     const verify = runJson<{ ok: boolean; worst_max_abs_diff: number }>(python, ['bench/torch_baseline.py', 'verify'], { OPENBLAS_NUM_THREADS: '1' }, 'torch baseline verify');
     if (!verify?.ok) throw new Error(`bench/torch_baseline.py does not reproduce the tiny fixtures' goldens: ${JSON.stringify(verify)}`);
@@ -321,7 +331,12 @@ async function main() {
     const r = runJson<TorchResult>(python, ['bench/torch_baseline.py', 'bench', '--model', modelDir, '--inputs', inputs,
       '--out', join(outDir, `torch-${setting}.safetensors`), '--threads', t, '--rows', rows.join(','), ...common],
       { OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }, `torch ${setting}`);
-    if (r) torchRuns.push({ ...r, setting });
+    if (r) {
+      torchRuns.push({ ...r, setting });
+      const removed = Object.entries(r.openblas?.removed_env ?? {}).map(([k, v]) => `${k}=${v}`).join(', ');
+      log(`    OpenBLAS kernel: ${r.openblas?.core ?? 'none (not OpenBLAS)'}${removed ? ` (removed for torch: ${removed})` : ''}`);
+      if (r.weights_file_mapped) log('    WARNING: torch\'s weights view a mmap of the checkpoint (slower forward passes): not a fair baseline');
+    }
   }) : [];
 
   // Our model, first the loads per dtype: a cold load (empty graph cache), the cachePrepacked and
@@ -537,7 +552,8 @@ async function main() {
   const versions = [
     `Node ${process.version}`,
     `onnxruntime-node ${JSON.parse(readFileSync(join(root, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version}`,
-    torchRuns[0] ? `PyTorch ${torchRuns[0].torch} (BLAS: ${torchRuns[0].blas.map((p) => p.split('/').pop()).join(', ')})` : 'PyTorch: not measured',
+    torchRuns[0] ? `PyTorch ${torchRuns[0].torch} (BLAS: ${torchRuns[0].blas.map((p) => p.split('/').pop()).join(', ')}; OpenBLAS kernel ${
+      torchRuns[0].openblas?.core ?? 'none'}, chosen by OpenBLAS itself: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for torch; weights in memory, not mmap views)` : 'PyTorch: not measured',
   ].join(', ');
 
   const md = [
