@@ -153,6 +153,19 @@ function currentM18Section(): string {
   return a >= 0 && b > a ? md.slice(a, b + M18_END.length) + '\n' : '';
 }
 
+// ---- the AVX-512 / VNNI section (in-process A/B with bench/ab_q8.ts, written by hand): kept by the main run ----
+
+const AB_BEGIN = '<!-- avx512-ab: in-process A/B (bench/ab_q8.ts), written by hand; `npm run bench` keeps it -->';
+const AB_END = '<!-- /avx512-ab -->';
+
+function currentAbSection(): string {
+  const file = join(root, 'BENCHMARKS.md');
+  if (!existsSync(file)) return '';
+  const md = readFileSync(file, 'utf8');
+  const a = md.indexOf(AB_BEGIN), b = md.indexOf(AB_END);
+  return a >= 0 && b > a ? md.slice(a, b + AB_END.length) + '\n' : '';
+}
+
 /** " (avx512f, avx512_vnni, avx_vnni)": the instruction sets onnxruntime's kernels pick from, as /proc/cpuinfo lists them. */
 function cpuFlags(): string {
   try {
@@ -598,7 +611,8 @@ async function main() {
   writeFileSync(join(cache, 'last-run.json'), JSON.stringify({ started, machine: m, torch: torchRuns, ours, profiles, tiny }, null, 1));
   log(`  raw results (every timed run): ${join(cache, 'last-run.json')}`);
   if (opts.write ?? !only.length) {
-    writeFileSync(join(root, 'BENCHMARKS.md'), md + (currentM18Section() ? '\n' + currentM18Section() : ''));
+    writeFileSync(join(root, 'BENCHMARKS.md'), md + (currentAbSection() ? '\n' + currentAbSection() : '')
+      + (currentM18Section() ? '\n' + currentM18Section() : ''));
     log('  wrote BENCHMARKS.md');
   }
 }
