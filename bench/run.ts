@@ -602,8 +602,9 @@ async function main() {
     'Sessions run in worker threads by default, one per graph, so the two towers load (and onnxruntime packs their weights)',
     'at the same time; the `workerThreads: false` row loads them one after the other on the main thread, as onnxruntime-node does.',
     '',
-    'Reproduce: `apt-get install python3-torch python3-numpy libopenblas0-pthread` (without libopenblas0-pthread Debian\'s torch',
-    'runs on the reference BLAS, ~50× slower), then `npm run bench` (the checkpoint is generated once into bench/.cache/, ~35 s);',
+    'Reproduce: `apt-get install python3-torch python3-numpy libopenblas0-pthread` (the bench needs OpenBLAS: without',
+    'libopenblas0-pthread Debian\'s torch runs on the reference BLAS, ~50× slower, and the bench refuses to measure it; torch',
+    'runs with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed, so OpenBLAS picks its own kernel), then `npm run bench` (the checkpoint is generated once into bench/.cache/, ~35 s);',
     '`npm run bench -- --help` lists the subsets and settings.',
     '',
   ].join('\n');
