@@ -36,7 +36,13 @@ interface RowResult { median_s: number; times_s: number[] }
 interface RunResult { load_s: number; rss_after_load_bytes: number; peak_rss_bytes: number; rows: Partial<Record<Row, RowResult>> }
 interface ProfileResult { tower: string; dtype: string; batch: number; seq: number; run_ms: number; kernel_ms: number; gemm_ms: number;
   gemm_flops: number; gemm_gflops: number; ops: { op: string; ms: number; share: number }[] }
-interface TorchResult extends RunResult { torch: string; blas: string[]; threads: number; openblas_threads: string; setting: string }
+interface TorchResult extends RunResult {
+  torch: string; blas: string[]; threads: number; openblas_threads: string; setting: string;
+  /** bench/torch_baseline.py: the kernel OpenBLAS picked, with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed for torch */
+  openblas: { core: string; config: string; library: string; removed_env: Record<string, string> } | null;
+  /** whether the checkpoint file stayed mapped after loading (tensors viewing a mmap: slower forward passes) */
+  weights_file_mapped: boolean;
+}
 
 const program = new Command()
   .option('--only <parts>', 'comma list of: load, image, text, image1, image8, text1, text32', '')
@@ -145,6 +151,19 @@ function currentM18Section(): string {
   const md = readFileSync(file, 'utf8');
   const a = md.indexOf(M18_BEGIN), b = md.indexOf(M18_END);
   return a >= 0 && b > a ? md.slice(a, b + M18_END.length) + '\n' : '';
+}
+
+// ---- the AVX-512 / VNNI section (in-process A/B with bench/ab_q8.ts, written by hand): kept by the main run ----
+
+const AB_BEGIN = '<!-- avx512-ab: in-process A/B (bench/ab_q8.ts), written by hand; `npm run bench` keeps it -->';
+const AB_END = '<!-- /avx512-ab -->';
+
+function currentAbSection(): string {
+  const file = join(root, 'BENCHMARKS.md');
+  if (!existsSync(file)) return '';
+  const md = readFileSync(file, 'utf8');
+  const a = md.indexOf(AB_BEGIN), b = md.indexOf(AB_END);
+  return a >= 0 && b > a ? md.slice(a, b + AB_END.length) + '\n' : '';
 }
 
 /** " (avx512f, avx512_vnni, avx_vnni)": the instruction sets onnxruntime's kernels pick from, as /proc/cpuinfo lists them. */
@@ -310,6 +329,10 @@ async function main() {
   const torchRuns: TorchResult[] = [];
   const python = opts.torch ? findPython() : null;
   if (opts.torch && !python) log('  PyTorch baseline skipped: no python3 that imports torch (apt-get install python3-torch)');
+  if (python && rows.length && !torchHasOpenBlas(python)) {
+    throw new Error(`${python}'s torch does not call OpenBLAS (Debian's reference BLAS is ~50x slower: no fair baseline): `
+      + 'apt-get install libopenblas0-pthread, or run with --no-torch');
+  }
   if (python && rows.length) {
     const verify = runJson<{ ok: boolean; worst_max_abs_diff: number }>(python, ['bench/torch_baseline.py', 'verify'], { OPENBLAS_NUM_THREADS: '1' }, 'torch baseline verify');
     if (!verify?.ok) throw new Error(`bench/torch_baseline.py does not reproduce the tiny fixtures' goldens: ${JSON.stringify(verify)}`);
@@ -321,7 +344,12 @@ async function main() {
     const r = runJson<TorchResult>(python, ['bench/torch_baseline.py', 'bench', '--model', modelDir, '--inputs', inputs,
       '--out', join(outDir, `torch-${setting}.safetensors`), '--threads', t, '--rows', rows.join(','), ...common],
       { OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }, `torch ${setting}`);
-    if (r) torchRuns.push({ ...r, setting });
+    if (r) {
+      torchRuns.push({ ...r, setting });
+      const removed = Object.entries(r.openblas?.removed_env ?? {}).map(([k, v]) => `${k}=${v}`).join(', ');
+      log(`    OpenBLAS kernel: ${r.openblas?.core ?? 'none (not OpenBLAS)'}${removed ? ` (removed for torch: ${removed})` : ''}`);
+      if (r.weights_file_mapped) log('    WARNING: torch\'s weights view a mmap of the checkpoint (slower forward passes): not a fair baseline');
+    }
   }) : [];
 
   // Our model, first the loads per dtype: a cold load (empty graph cache), the cachePrepacked and
@@ -537,7 +565,8 @@ async function main() {
   const versions = [
     `Node ${process.version}`,
     `onnxruntime-node ${JSON.parse(readFileSync(join(root, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version}`,
-    torchRuns[0] ? `PyTorch ${torchRuns[0].torch} (BLAS: ${torchRuns[0].blas.map((p) => p.split('/').pop()).join(', ')})` : 'PyTorch: not measured',
+    torchRuns[0] ? `PyTorch ${torchRuns[0].torch} (BLAS: ${torchRuns[0].blas.map((p) => p.split('/').pop()).join(', ')}; OpenBLAS kernel ${
+      torchRuns[0].openblas?.core ?? 'none'}, chosen by OpenBLAS itself: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for torch; weights in memory, not mmap views)` : 'PyTorch: not measured',
   ].join(', ');
 
   const md = [
@@ -573,8 +602,9 @@ async function main() {
     'Sessions run in worker threads by default, one per graph, so the two towers load (and onnxruntime packs their weights)',
     'at the same time; the `workerThreads: false` row loads them one after the other on the main thread, as onnxruntime-node does.',
     '',
-    'Reproduce: `apt-get install python3-torch python3-numpy libopenblas0-pthread` (without libopenblas0-pthread Debian\'s torch',
-    'runs on the reference BLAS, ~50× slower), then `npm run bench` (the checkpoint is generated once into bench/.cache/, ~35 s);',
+    'Reproduce: `apt-get install python3-torch python3-numpy libopenblas0-pthread` (the bench needs OpenBLAS: without',
+    'libopenblas0-pthread Debian\'s torch runs on the reference BLAS, ~50× slower, and the bench refuses to measure it; torch',
+    'runs with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed, so OpenBLAS picks its own kernel), then `npm run bench` (the checkpoint is generated once into bench/.cache/, ~35 s);',
     '`npm run bench -- --help` lists the subsets and settings.',
     '',
   ].join('\n');
@@ -582,7 +612,8 @@ async function main() {
   writeFileSync(join(cache, 'last-run.json'), JSON.stringify({ started, machine: m, torch: torchRuns, ours, profiles, tiny }, null, 1));
   log(`  raw results (every timed run): ${join(cache, 'last-run.json')}`);
   if (opts.write ?? !only.length) {
-    writeFileSync(join(root, 'BENCHMARKS.md'), md + (currentM18Section() ? '\n' + currentM18Section() : ''));
+    writeFileSync(join(root, 'BENCHMARKS.md'), md + (currentAbSection() ? '\n' + currentAbSection() : '')
+      + (currentM18Section() ? '\n' + currentM18Section() : ''));
     log('  wrote BENCHMARKS.md');
   }
 }

@@ -16,19 +16,37 @@ Loads a safetensors checkpoint (the header is parsed here; tensors are read with
 `verify` checks get_text_features / get_image_features against the tiny fixtures' goldens (1e-4).
 Thread settings must be in the environment before torch is imported: the parent process sets
 OPENBLAS_NUM_THREADS (and OMP_NUM_THREADS) for each run.
-"""
-import argparse
-import json
-import math
-import os
-import resource
-import statistics
-import sys
-import time
 
-import numpy as np
-import torch
-from torch import nn
+A fair baseline (issue 19): `bench` needs OpenBLAS (Debian: libopenblas0-pthread, which libblas.so.3
+then points to; the reference BLAS is ~50x slower) and lets it choose its own kernels: before torch
+(and OpenBLAS with it) is loaded, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from this
+process's environment (this workplace sets them to Haswell / 512, which slowed torch's GEMMs ~1.3x on
+an AVX-512 CPU), OPENBLAS_VERBOSE=2 makes OpenBLAS print the kernel it picked ("Core: ..." on stderr),
+and the JSON reports it (`openblas`). Weights are read into memory owned by each tensor, as
+transformers' from_pretrained leaves them (load_state_dict copies into the parameters): no views
+of a copy-on-write mmap of the file, which made forward passes 2.5-4x slower (the JSON's
+`weights_file_mapped` says so).
+"""
+import os
+import sys
+
+if len(sys.argv) > 1 and sys.argv[1] == "bench":
+    REMOVED_OPENBLAS_ENV = {k: os.environ.pop(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    os.environ["OPENBLAS_VERBOSE"] = "2"
+else:
+    REMOVED_OPENBLAS_ENV = {}
+
+import argparse  # noqa: E402 (after the environment is set for OpenBLAS)
+import ctypes  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 META = dict(device="meta")
 
@@ -557,12 +575,34 @@ def blas_library():
     return sorted(os.path.realpath(p) for p in libs)
 
 
+def openblas_info():
+    """The kernel OpenBLAS picked (openblas_get_corename) and its build config, or None without OpenBLAS."""
+    for path in blas_library():
+        try:
+            lib = ctypes.CDLL(path)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            lib.openblas_get_config.restype = ctypes.c_char_p
+            return {"core": lib.openblas_get_corename().decode(), "config": lib.openblas_get_config().decode(),
+                    "library": path, "removed_env": REMOVED_OPENBLAS_ENV}
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def file_mapped(path):
+    """Whether `path` is mapped into this process (tensors viewing an mmap of the checkpoint)."""
+    real = os.path.realpath(path)
+    with open("/proc/self/maps") as f:
+        return any(line.split()[-1] == real for line in f if len(line.split()) >= 6)
+
+
 def cmd_bench(args):
     torch.set_num_threads(args.threads)
     rows = args.rows.split(",")
     t0 = time.perf_counter()
     model = AltCLIP.from_pretrained(args.model)
     load_s = time.perf_counter() - t0
+    mapped = file_mapped(os.path.join(args.model, "model.safetensors"))
     rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     x = read_safetensors(args.inputs)
     ids, mask = x["input_ids"], x["attention_mask"]
@@ -589,7 +629,8 @@ def cmd_bench(args):
     if args.out:
         write_safetensors(args.out, features)
     print(json.dumps({
-        "torch": torch.__version__, "blas": blas_library(), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "blas": blas_library(), "openblas": openblas_info(),
+        "weights_file_mapped": mapped, "threads": torch.get_num_threads(),
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "load_s": load_s,
         "rss_after_load_bytes": rss_after_load,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "rows": result,

@@ -7,13 +7,25 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 
 import { AltCLIPModel } from '../src/models/altclip.js';
-import { quantizeLinear } from '../src/models/quantize.js';
+import { cpuHasVnni, hasVnniFlag, q8WeightBits, quantizeLinear, type WeightBits } from '../src/models/quantize.js';
 import { openSafetensors, readTensorBytes } from '../src/weights/index.js';
 import { writeSafetensors } from '../src/weights/safetensors_writer.js';
 import { FIXTURES, Goldens } from './helpers/goldens.js';
 
 const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-q8-'));
 after(() => fs.rmSync(graphCacheDir, { recursive: true, force: true }));
+
+/** Runs `fn` with ALTCLIP_Q8_BITS set to `bits` (quantize.ts reads it when it quantizes), restoring it after. */
+async function withBits<T>(bits: WeightBits, fn: () => Promise<T>): Promise<T> {
+  const before = process.env.ALTCLIP_Q8_BITS;
+  process.env.ALTCLIP_Q8_BITS = String(bits);
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.ALTCLIP_Q8_BITS;
+    else process.env.ALTCLIP_Q8_BITS = before;
+  }
+}
 
 function cosines(a: Float32Array, b: Float32Array, dim: number): number[] {
   const out = [];
@@ -32,6 +44,66 @@ describe('q8', () => {
     assert.deepEqual([...scale], [1 / 63, 1, 2 / 63].map(Math.fround));
     // q[i * out + o] = round(w[o, i] / scale[o]), halves away from zero
     assert.deepEqual([...q], [63, 0, -63, -32, 0, 32, 16, 0, 0]);
+  });
+
+  it('quantizeLinear: 8-bit weights use |q| <= 127', () => {
+    const w = Float32Array.from([1, -0.5, 0.25, /* row 1 */ 0, 0, 0, /* row 2 */ -2, 1, 0.01]);
+    const { q, scale } = quantizeLinear(w, 3, 3, 8);
+    assert.deepEqual([...scale], [1 / 127, 1, 2 / 127].map(Math.fround));
+    // 0.5 * 127 = 63.5 and 0.25 * 127 = 31.75; 0.01 / (2 / 127) = 0.635
+    assert.deepEqual([...q], [127, 0, -127, -64, 0, 64, 32, 0, 1]);
+  });
+
+  it('weight bits: 8 only when every processor lists avx512_vnni or avx_vnni; ALTCLIP_Q8_BITS forces it', () => {
+    const zen4 = 'processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu avx2 avx512f avx512_vnni\n';
+    const alder = 'flags\t\t: fpu avx2 avx_vnni\n';
+    const avx2 = 'processor\t: 0\nflags\t\t: fpu avx2 fma\n';
+    assert.equal(hasVnniFlag(zen4), true);
+    assert.equal(hasVnniFlag(alder), true);
+    assert.equal(hasVnniFlag(avx2), false);
+    assert.equal(hasVnniFlag(zen4 + '\n' + avx2), false); // not every processor: unsure, 7 bits
+    assert.equal(hasVnniFlag('flags\t\t: avx512_vnnix\n'), false); // whole flags only
+    assert.equal(hasVnniFlag(''), false);
+    assert.equal(q8WeightBits({ ALTCLIP_Q8_BITS: '7' }), 7);
+    assert.equal(q8WeightBits({ ALTCLIP_Q8_BITS: '8' }), 8);
+    assert.equal(q8WeightBits({}), cpuHasVnni() ? 8 : 7);
+    assert.throws(() => q8WeightBits({ ALTCLIP_Q8_BITS: '16' }), /ALTCLIP_Q8_BITS must be 7 or 8, got "16"/);
+  });
+
+  it('7- and 8-bit weights are cached apart (file name, id, graph) and never reused across the two', async () => {
+    const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
+    const cache = path.join(graphCacheDir, 'bits');
+    const graphsOf = () => new Set(fs.readdirSync(path.join(cache, 'graphs')));
+    const q8Files = () => fs.readdirSync(path.join(cache, 'q8')).filter((f) => f.endsWith('.safetensors')).sort();
+    await withBits(7, async () => (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose());
+    const w7 = q8Files(); // one file per tower (each tower's graph asks for its own weights)
+    assert.ok(w7.length >= 1 && w7.every((f) => /^[0-9a-f]{24}-w7\.safetensors$/.test(f)), w7.join(', '));
+    const graphs7 = graphsOf();
+    await withBits(8, async () => (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose());
+    const files = q8Files();
+    const w8 = files.filter((f) => !w7.includes(f));
+    assert.equal(w8.length, w7.length, files.join(', '));
+    assert.ok(w8.every((f) => /^[0-9a-f]{24}-w8\.safetensors$/.test(f)), w8.join(', '));
+    const ids7 = new Set(w7.map((f) => f.slice(0, 24)));
+    assert.ok(w8.every((f) => !ids7.has(f.slice(0, 24)))); // the id differs too, not only the suffix
+    // the graphs reference their q8 file, so each choice gets its own graph folders (and prepacked copies)
+    const graphs8 = [...graphsOf()].filter((d) => !graphs7.has(d));
+    assert.ok(graphs8.length >= 2 && graphs8.every((d) => d.includes('-q8-')), graphs8.join(', '));
+    // the bytes: |q| reaches 63 (7-bit) or 127 (8-bit) in every matrix, never more
+    for (const [group, qmax] of [[w7, 63], [w8, 127]] as const) {
+      for (const file of group) {
+        const refs = openSafetensors(path.join(cache, 'q8', file));
+        for (const ref of refs.values()) {
+          if (!ref.name.endsWith('.q8')) continue;
+          const q = new Int8Array(readTensorBytes(ref).slice().buffer);
+          const max = q.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+          assert.equal(max, qmax, `${file}: ${ref.name}`);
+        }
+      }
+    }
+    // loading again with either choice reuses its own file: still two
+    await withBits(7, async () => (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose());
+    assert.deepEqual(q8Files(), files);
   });
 
   it('quantizeLinear: the same numbers as the plain formula on random rows, ties included', () => {
@@ -89,14 +161,20 @@ describe('q8', () => {
     });
   });
 
-  for (const name of ['tiny-altclip', 'tiny-altclip-b']) {
-    it(`${name}: q8 embeddings vs fp32 (cosine >= 0.999, same ranking)`, async () => {
+  // 8-bit weights are only exact where onnxruntime's int8 kernels accumulate in int32 (VNNI): on
+  // other CPUs the 8-bit run instead checks that 8 bits are never the default there (q8WeightBits).
+  for (const [name, bits] of [['tiny-altclip', 7], ['tiny-altclip-b', 7], ['tiny-altclip', 8], ['tiny-altclip-b', 8]] as const) {
+    it(`${name}: q8 (${bits}-bit weights) embeddings vs fp32 (cosine >= 0.999, same ranking)`, async () => {
+      if (bits === 8 && !cpuHasVnni()) {
+        assert.equal(q8WeightBits({}), 7);
+        return;
+      }
       const ckpt = path.join(FIXTURES, 'models', name);
       const index = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'goldens', `${name}.json`), 'utf8'));
       const g = new Goldens(path.join(FIXTURES, 'goldens', `${name}.safetensors`));
       const pixels = new Goldens(path.join(FIXTURES, 'image_processor', 'pixel_values.safetensors'));
       const fp32 = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir });
-      const q8 = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir, dtype: 'q8' });
+      const q8 = await withBits(bits, () => AltCLIPModel.fromPretrained(ckpt, { graphCacheDir, dtype: 'q8' }));
       try {
         let worst = 1;
         let compared = 0;
@@ -126,7 +204,7 @@ describe('q8', () => {
             assert.equal(argmax(row(b)), argmax(row(a)), `${combo.name}: image ${i} ranks texts differently in q8`);
           }
         }
-        console.log(`${name}: worst q8-vs-fp32 embedding cosine ${worst.toFixed(5)}; top-1 agrees on ${compared} images (${nearTies} fp32 near-ties not compared)`);
+        console.log(`${name} (${bits}-bit): worst q8-vs-fp32 embedding cosine ${worst.toFixed(5)}; top-1 agrees on ${compared} images (${nearTies} fp32 near-ties not compared)`);
         assert.ok(compared >= 5);
         assert.ok(worst >= 0.999, `worst cosine ${worst}`);
       } finally {
