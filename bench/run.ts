@@ -166,6 +166,20 @@ function currentAbSection(): string {
   return a >= 0 && b > a ? md.slice(a, b + AB_END.length) + '\n' : '';
 }
 
+// ---- sections written by other scripts (browser, search, server, m18, A/B, integrity): kept by the main run ----
+
+const OTHERS = '<!-- sections below are written by other scripts (bench/web.ts, search.ts, serve.ts, --m18, ab_q8.ts, ...): `npm run bench` keeps them -->';
+
+/** Everything from the OTHERS marker on (or the hand-kept A/B and m18 blocks of an older file). */
+function otherSections(): string {
+  const file = join(root, 'BENCHMARKS.md');
+  if (!existsSync(file)) return '';
+  const md = readFileSync(file, 'utf8');
+  const at = md.indexOf(OTHERS);
+  if (at >= 0) return '\n' + md.slice(at);
+  return (currentAbSection() ? '\n' + currentAbSection() : '') + (currentM18Section() ? '\n' + currentM18Section() : '');
+}
+
 /** " (avx512f, avx512_vnni, avx_vnni)": the instruction sets onnxruntime's kernels pick from, as /proc/cpuinfo lists them. */
 function cpuFlags(): string {
   try {
@@ -612,8 +626,7 @@ async function main() {
   writeFileSync(join(cache, 'last-run.json'), JSON.stringify({ started, machine: m, torch: torchRuns, ours, profiles, tiny }, null, 1));
   log(`  raw results (every timed run): ${join(cache, 'last-run.json')}`);
   if (opts.write ?? !only.length) {
-    writeFileSync(join(root, 'BENCHMARKS.md'), md + (currentAbSection() ? '\n' + currentAbSection() : '')
-      + (currentM18Section() ? '\n' + currentM18Section() : ''));
+    writeFileSync(join(root, 'BENCHMARKS.md'), md + otherSections());
     log('  wrote BENCHMARKS.md');
   }
 }
