@@ -3,7 +3,7 @@
 // answer the requests in flight, release the model and exit 0.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CliError, oneLine } from './errors.js';
-import { loadModel, positiveInt } from './shared.js';
+import { loadModel, onInterrupt, positiveInt } from './shared.js';
 import { DEFAULT_MODEL } from '../tasks/types.js';
 
 interface ServeFlags {
@@ -95,7 +95,7 @@ async function serve(flags: ServeFlags): Promise<void> {
       .finally(stopped);
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  onInterrupt(() => stop('SIGINT')); // main.ts's SIGINT listener hands Ctrl-C here (a second one ends the process)
   let address: string;
   try {
     await app.listen({ host: flags.host, port: flags.port });
