@@ -12,3 +12,4 @@ export { AltCLIPProcessor, type ProcessInputs, type ProcessorOutput } from './pr
 export * from './tasks/index.js';
 export { HubError, resolveFile, type PretrainedOptions } from './hub/index.js';
 export { loadWeights, openSafetensors, openTorchBin, type TensorRef, type Weights } from './weights/index.js';
+export * from './search/index.js';

@@ -5,6 +5,8 @@ import { Command, CommanderError } from 'commander';
 import { classifyCommand } from './classify.js';
 import { embedCommand } from './embed.js';
 import { EXIT_ERROR, oneLine, warn } from './errors.js';
+import { indexCommand } from './index-command.js';
+import { searchCommand } from './search.js';
 import { similarityCommand } from './similarity.js';
 
 function packageVersion(): string {
@@ -27,7 +29,9 @@ export function program(): Command {
     .showSuggestionAfterError(true)
     .addCommand(classifyCommand())
     .addCommand(similarityCommand())
-    .addCommand(embedCommand());
+    .addCommand(embedCommand())
+    .addCommand(indexCommand())
+    .addCommand(searchCommand());
   prog.addHelpText('after', '\nRun "altclip <command> --help" for the options of a command.');
   for (const cmd of [prog, ...prog.commands]) {
     // Commander's own messages ("error: unknown option '--x'") get the program name in front.

@@ -1,0 +1,50 @@
+// altclip search <text> --db <dir> (or --image <file>): the best images of an index, best first.
+// The model comes from the index; a one-shot search loads only the tower the query needs.
+import { Command } from 'commander';
+import { CliError, EXIT_OK } from './errors.js';
+import { num, positiveInt } from './shared.js';
+
+interface SearchFlags {
+  db: string;
+  k: number;
+  image?: string;
+  template?: string;
+  threads?: number;
+  json?: boolean;
+}
+
+export function searchCommand(): Command {
+  return new Command('search')
+    .description('search an image index (made by "altclip index") by text, in any language, or by image')
+    .argument('[text]', 'what to look for')
+    .requiredOption('--db <dir>', 'index folder')
+    .option('--image <file>', 'search by this image instead of a text')
+    .option('-k, --k <n>', 'how many results', positiveInt, 10)
+    .option('--template <template>', 'put the text into this template, "{}" standing for the text (default: the text as is)')
+    .option('--threads <n>', 'intra-op threads (default: all cores)', positiveInt)
+    .option('--json', 'print {"results":[{"path","score"}]}, best first')
+    .addHelpText('after', `
+Examples:
+  $ altclip search "一只在沙发上睡觉的猫" --db pictures.db
+  $ altclip search "Strand bei Sonnenuntergang" --db pictures.db -k 3 --json
+  $ altclip search --image query.jpg --db pictures.db`)
+    .action(async (text: string | undefined, flags: SearchFlags) => {
+      process.exitCode = await runSearch(text, flags);
+    });
+}
+
+async function runSearch(text: string | undefined, flags: SearchFlags): Promise<number> {
+  if ((text === undefined) === (flags.image === undefined)) throw new CliError('give a text to search for, or --image <file> (not both)');
+  if (flags.image !== undefined && flags.template !== undefined) throw new CliError('--template applies to a text query, not to --image');
+  const { ImageIndex } = await import('../search/index.js');
+  const index = await ImageIndex.open(flags.db, flags.threads !== undefined ? { threads: flags.threads } : {});
+  try {
+    const results = await index.search(text ?? { image: flags.image! }, { k: flags.k, template: flags.template });
+    if (flags.json) process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
+    else if (results.length === 0) process.stderr.write(`altclip: ${flags.db}: the index is empty\n`);
+    else process.stdout.write(results.map((r) => `${num(r.score)}  ${r.path}\n`).join(''));
+    return EXIT_OK;
+  } finally {
+    await index.close();
+  }
+}

@@ -1,0 +1,68 @@
+// The files an index covers: folders walked for images (hidden files and folders skipped), each file's
+// size + mtime (the cheap change test) and sha256 (the content test that confirms it).
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** Extensions taken from a folder: the formats the image decoder reads (src/image/decode.ts). */
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp']);
+
+export interface FileState {
+  /** Absolute, resolved path (path.resolve: symlinks are not followed, so each link is its own entry). */
+  path: string;
+  size: number;
+  /** fs.Stats.mtimeMs */
+  mtime: number;
+}
+
+export function isHidden(name: string): boolean {
+  return name.startsWith('.');
+}
+
+/** Image files under `folder`, recursively, sorted; names starting with "." are skipped, folders too. */
+export async function walkImages(folder: string): Promise<FileState[]> {
+  const root = path.resolve(folder);
+  const out: FileState[] = [];
+  const visit = async (dir: string): Promise<void> => {
+    let entries: fs.Dirent[];
+    try {
+      entries = await fs.promises.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (dir === root) throw new Error(`${folder}: cannot read the folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      return; // a subfolder removed or unreadable meanwhile: its files count as gone
+    }
+    for (const e of entries) {
+      if (isHidden(e.name)) continue;
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) await visit(p);
+      else if ((e.isFile() || e.isSymbolicLink()) && IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase())) {
+        const st = await statFile(p);
+        if (st) out.push(st);
+      }
+    }
+  };
+  await visit(root);
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** size and mtime of a regular file (following a symlink), or undefined if there is none. */
+export async function statFile(file: string): Promise<FileState | undefined> {
+  try {
+    const st = await fs.promises.stat(file);
+    return st.isFile() ? { path: path.resolve(file), size: st.size, mtime: st.mtimeMs } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Whether `file` lies inside `folder` (both absolute). */
+export function isInside(file: string, folder: string): boolean {
+  const rel = path.relative(folder, file);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+}
