@@ -8,6 +8,7 @@ import { EXIT_ERROR, oneLine, warn } from './errors.js';
 import { indexCommand } from './index-command.js';
 import { searchCommand } from './search.js';
 import { similarityCommand } from './similarity.js';
+import { workerCommand } from './worker.js';
 
 function packageVersion(): string {
   // src/cli/main.ts and dist/src/cli/main.js both sit under the package root.
@@ -31,7 +32,8 @@ export function program(): Command {
     .addCommand(similarityCommand())
     .addCommand(embedCommand())
     .addCommand(indexCommand())
-    .addCommand(searchCommand());
+    .addCommand(searchCommand())
+    .addCommand(workerCommand());
   prog.addHelpText('after', '\nRun "altclip <command> --help" for the options of a command.');
   for (const cmd of [prog, ...prog.commands]) {
     // Commander's own messages ("error: unknown option '--x'") get the program name in front.
