@@ -90,8 +90,8 @@ function checkChecksum(file: string, header: Buffer, at: number): void {
   // ustar: the unsigned sum of the header with the checksum field taken as 8 spaces.
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : header[i]!;
-  const stored = octal(file, header, 148, 8, at);
-  if (stored !== sum) throw new Error(`${file}: not a tar file, or damaged (header checksum mismatch at byte ${at})`);
+  const field = cString(header, 148, 8).trim();
+  if (!/^[0-7]+$/.test(field) || parseInt(field, 8) !== sum) throw new Error(`${file}: not a tar file, or damaged (header checksum mismatch at byte ${at})`);
 }
 
 /** pax records: "<length> <key>=<value>\n". */
