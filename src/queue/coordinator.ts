@@ -12,8 +12,12 @@ import {
   connectionOptions, DEFAULT_ATTEMPTS, defaultWorkDir, jobId, queueName, RETRY_DELAY_MS, type ShardJob,
 } from './contract.js';
 import { DEFAULT_SHARD_SIZE, planShards, type PlannedShard } from './plan.js';
+import type { StoredRow } from '../search/store.js';
 import type { ModelIdentity } from '../tasks/types.js';
 import { readShardFile, shardFileName } from './shard_file.js';
+
+/** Rows per commit when appending shards to the index. */
+const APPEND_ROWS = 8192;
 
 export interface QueueIndexOptions {
   db: string;
@@ -74,17 +78,21 @@ export async function indexWithQueue(inputs: string[], options: QueueIndexOption
     const dtype = index.metadata?.dtype ?? options.dtype ?? 'fp32';
     const shards = await planShards(inputs, { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, model, dtype });
     const state = await follow(shards, { ...options, workDir, model, dtype });
-    // Append every finished shard, in plan order: one commit per shard, under the index's writer lock.
+    // Append every finished shard, in plan order, under the index's writer lock: one commit per
+    // APPEND_ROWS rows (LanceDB merge-insert by path), then one optimize.
     const skipped: { input: string; error: string }[] = [];
     const finished = shards.filter((s) => state.done.has(s.id));
     let identity: ModelIdentity | undefined;
     const batches = async function* () {
+      const rows: StoredRow[] = [];
       for (const s of finished) {
         const data = await readShardFile(shardFileName(workDir, s.id));
         const dim = data.identity.projectionDim;
         skipped.push(...data.skipped);
-        yield data.rows.map((r, i) => ({ ...r, vector: data.vectors.subarray(i * dim, (i + 1) * dim) }));
+        rows.push(...data.rows.map((r, i) => ({ ...r, vector: data.vectors.subarray(i * dim, (i + 1) * dim) })));
+        if (rows.length >= APPEND_ROWS) yield rows.splice(0);
       }
+      yield rows;
     };
     if (finished.length > 0) identity = (await readShardFile(shardFileName(workDir, finished[0]!.id))).identity;
     const appended = identity ? await index.addEmbedded(batches(), identity) : 0;

@@ -84,5 +84,5 @@ async function readList(file: string): Promise<string[]> {
     .split('\n')
     .map((l) => l.replace(/\r$/, '').trim())
     .filter((l) => l !== '' && !l.startsWith('#'))
-    .map((l) => (isUrl(l) ? l : path.resolve(dir, l)));
+    .map((l) => (isUrl(l) ? l : path.isAbsolute(l) ? path.normalize(l) : path.resolve(dir, l)));
 }
