@@ -132,11 +132,14 @@ async function main(): Promise<void> {
         c.stderr!.on('data', (d) => (e += d));
         logs.push('');
         kids.push(c);
-        return { c, ready: () => /waiting for/.test(e) };
+        return { c, ready: () => /waiting for/.test(e), warm: () => /: done \(/.test(e) };
       });
       await waitFor(() => ws.every((w) => w.ready()), 120_000);
-      // Warm-up shard (model load) first, so the measured run compares steady states.
-      await indexWithQueue([files[0]!], { db: path.join(tmp, `warm${n}.db`), queue: db, model: MODEL, shardSize: 1, pollMs: 50 });
+      // Warm-up (each worker loads the model on its first shard) until every worker has done a shard,
+      // so that the measured run compares steady states.
+      for (let round = 0; round < 10 && !ws.every((w) => w.warm()); round++) {
+        await indexWithQueue(files.slice(round * 3 * n, (round + 1) * 3 * n), { db: path.join(tmp, `warm${n}.db`), queue: db, model: MODEL, shardSize: 1, pollMs: 50 });
+      }
       const t1 = performance.now();
       let embedded = 0;
       const r = await indexWithQueue([dir], {
