@@ -1,6 +1,7 @@
 // altclip worker --queue redis://HOST:PORT: embeds shards for `altclip index … --queue` (src/queue/
 // does the work) until SIGTERM / SIGINT, then hands back the shard in progress and exits 0.
 import { Command, Option } from 'commander';
+import type { QueueIndexOptions } from '../queue/index.js';
 import { EXIT_ERROR, EXIT_OK, EXIT_SKIPPED } from './errors.js';
 import { positiveInt } from './shared.js';
 
@@ -46,16 +47,7 @@ Examples:
     });
 }
 
-export interface QueueIndexFlags {
-  db: string;
-  queue: string;
-  model?: string;
-  dtype?: 'fp32' | 'q8';
-  shardSize?: number;
-  workDir?: string;
-  wait?: number;
-  json?: boolean;
-}
+export type QueueIndexFlags = Pick<QueueIndexOptions, 'db' | 'queue' | 'model' | 'dtype' | 'shardSize' | 'workDir'> & { wait?: number; json?: boolean };
 
 /** `altclip index <inputs...> --db <dir> --queue redis://…`: coordinate, follow, append, report. */
 export async function runQueueIndex(inputs: string[], flags: QueueIndexFlags): Promise<number> {
