@@ -373,3 +373,14 @@ describe('WebDataset tar reader', () => {
     await assert.rejects(async () => { for await (const _ of readTar(foreign)); }, /foreign\.tar: .*checksum mismatch at byte 0/);
   });
 });
+
+describe('coordinator errors', () => {
+  it('an unreachable Redis, a missing input and a malformed --queue are one clear error each, not a hang', async () => {
+    const port = await freePort(); // nothing listens there
+    const db = path.join(tmp, 'unreachable.db');
+    await assert.rejects(indexWithQueue([imagesDir], { db, queue: `redis://127.0.0.1:${port}`, model: MODEL, connectTimeoutMs: 1500 }),
+      new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${port} \\(no connection within 1\\.5 s\\)`));
+    await assert.rejects(indexWithQueue([path.join(tmp, 'nope')], { db, queue: redis.url(5), model: MODEL }), /nope: no such file or folder/);
+    await assert.rejects(indexWithQueue([imagesDir], { db, queue: 'http://127.0.0.1:1', model: MODEL }), /--queue "http:\/\/127\.0\.0\.1:1": expected redis:\/\/HOST:PORT/);
+  });
+});

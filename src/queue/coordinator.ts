@@ -9,7 +9,7 @@ import { Queue } from 'bullmq';
 import { modelKey } from '../search/image_index.js';
 import { ImageIndex } from '../search/index.js';
 import {
-  connectionOptions, DEFAULT_ATTEMPTS, defaultWorkDir, jobId, queueName, RETRY_DELAY_MS, type ShardJob,
+  connectionOptions, DEFAULT_ATTEMPTS, defaultWorkDir, jobId, parseRedisUrl, queueName, RETRY_DELAY_MS, type ShardJob,
 } from './contract.js';
 import { DEFAULT_SHARD_SIZE, planShards, type PlannedShard } from './plan.js';
 import type { StoredRow } from '../search/store.js';
@@ -34,6 +34,8 @@ export interface QueueIndexOptions {
   /** how often to look at the queue, ms (default 500) */
   pollMs?: number;
   lockWaitMs?: number;
+  /** give up if Redis cannot be reached at the start within this many ms (default 30 s); later outages are waited out */
+  connectTimeoutMs?: number;
   onProgress?: (p: QueueProgress) => void;
   /** once: the plan, before anything is enqueued */
   onPlan?: (p: { shards: number; inputs: number; alreadyDone: number; workDir: string }) => void;
@@ -70,6 +72,7 @@ export interface QueueIndexResult {
 
 /** Runs an index build on a worker fleet; resolves when every shard is done or failed. */
 export async function indexWithQueue(inputs: string[], options: QueueIndexOptions): Promise<QueueIndexResult> {
+  parseRedisUrl(options.queue);
   const workDir = path.resolve(options.workDir ?? defaultWorkDir(options.db));
   // The model: asked for, else the existing index's, else the default (ImageIndex.open checks it).
   const index = await ImageIndex.open(options.db, { ...(options.model ? { model: options.model } : {}), ...(options.dtype ? { dtype: options.dtype } : {}), lockWaitMs: options.lockWaitMs });
@@ -145,6 +148,21 @@ async function follow(
 
   const queue = new Queue<ShardJob>(queueName(options.dtype), { connection: connectionOptions(options.queue) });
   queue.on('error', () => {}); // reconnects by itself; calls below wait for it
+  const timeoutMs = options.connectTimeoutMs ?? 30_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      queue.waitUntilReady(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`cannot reach Redis at ${options.queue} (no connection within ${timeoutMs / 1000} s)`)), timeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    await queue.disconnect().catch(() => {});
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
   try {
     const attempts = options.attempts ?? DEFAULT_ATTEMPTS;
     const enqueue = async (list: PlannedShard[]) => {

@@ -129,13 +129,14 @@ export async function processShard(
     skipped.push({ input, error: message.includes(input) ? message : `${input}: ${message}` });
   };
   const { rows, images } = await readInputs(job, skip, options.signal);
+  const unread = skipped.length; // the tasks' onProgress counts decode failures itself
   const dim = clip.identity.projectionDim;
   const kept: ShardRow[] = [];
   const vectors: Float32Array[] = [];
   const batches = embedImageBatches(clip, images, {
     batchSize: options.batchSize,
     signal: options.signal,
-    onProgress: (done) => options.onProgress?.(done + skipped.length),
+    onProgress: (done) => options.onProgress?.(done + unread),
     onError: (f) => skip(rows[f.index]!.path, f.error),
   });
   for await (const batch of batches) {
