@@ -287,18 +287,20 @@ describe('altclip index --queue with altclip worker', { timeout: 300_000 }, () =
     fs.mkdirSync(dir);
     for (const f of images.slice(0, 4)) fs.copyFileSync(f, path.join(dir, path.basename(f)));
     fs.writeFileSync(path.join(dir, 'broken.jpg'), Buffer.from('\xff\xd8\xff\xe0 not really a JPEG', 'latin1'));
-    // WebDataset shards as img2dataset writes them (Python's tarfile, PAX format): key.jpg/.png + key.json + key.txt.
+    // A WebDataset shard as img2dataset lays it out (key.jpg/.png + key.json + key.txt), written by GNU tar
+    // in POSIX pax format (pax headers before every member, as Python's tarfile writes when needed).
     const good = path.join(tmp, 'good.tar');
     const members = images.slice(4, 7);
-    execFileSync('/usr/bin/python3', ['-c', `
-import io, json, sys, tarfile
-with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:
-    for i, f in enumerate(sys.argv[2:]):
-        key = '%09d' % i
-        for name, data in ((key + f[f.rindex('.'):], open(f, 'rb').read()), (key + '.json', json.dumps({'key': key}).encode()), (key + '.txt', b'caption')):
-            info = tarfile.TarInfo(name); info.size = len(data); info.mtime = 1700000000
-            t.addfile(info, io.BytesIO(data))
-`, good, ...members]);
+    const wds = path.join(tmp, 'wds');
+    fs.mkdirSync(wds);
+    const names = members.flatMap((f, i) => {
+      const key = String(i).padStart(9, '0');
+      fs.copyFileSync(f, path.join(wds, key + path.extname(f)));
+      fs.writeFileSync(path.join(wds, `${key}.json`), JSON.stringify({ key, url: `https://example.com/${key}` }));
+      fs.writeFileSync(path.join(wds, `${key}.txt`), 'a caption');
+      return [key + path.extname(f), `${key}.json`, `${key}.txt`];
+    });
+    execFileSync('tar', ['--format=pax', '--pax-option=comment:=img2dataset', '--mtime=@1700000000', '-cf', good, '-C', wds, ...names]);
     const truncated = path.join(tmp, 'truncated.tar');
     fs.writeFileSync(truncated, fs.readFileSync(good).subarray(0, 2000));
     const db = path.join(tmp, 'mixed.db');
