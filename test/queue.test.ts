@@ -30,7 +30,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-queue-'));
 // Short locks so that a dead worker's shard comes back within seconds (defaults: 30 s).
 const FAST = ['--lock-duration', '4000', '--stalled-interval', '2000'];
 const children = new Set<ChildProcess>();
-after(() => {
+after(async () => {
+  await redis?.down().catch(() => {});
   for (const c of children) c.kill('SIGKILL');
   fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -101,9 +102,12 @@ class Redis {
   /** SIGTERM: redis-server flushes the append-only file and exits. */
   async down(): Promise<void> {
     const proc = this.proc!;
-    const exited = new Promise((r) => proc.once('close', r));
+    if (proc.exitCode !== null || proc.signalCode !== null) return; // already gone (the final cleanup)
+    const exited = new Promise((r) => proc.once('exit', r));
     proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
     await exited;
+    clearTimeout(timer);
   }
 }
 
@@ -214,9 +218,6 @@ before(async () => {
   assert.equal(run.code, 0, run.stderr);
   ref = await tableRows(path.join(tmp, 'ref.db'));
   assert.equal(ref.size, images.length);
-});
-after(async () => {
-  await redis?.down().catch(() => {});
 });
 
 describe('altclip index --queue with altclip worker', { timeout: 300_000 }, () => {

@@ -158,7 +158,7 @@ async function follow(
       }),
     ]);
   } catch (err) {
-    await queue.disconnect().catch(() => {});
+    await queue.close().catch(() => {});
     throw err;
   } finally {
     clearTimeout(timer);
