@@ -356,7 +356,7 @@ describe('altclip index --queue with altclip worker', { timeout: 300_000 }, () =
 });
 
 describe('WebDataset tar reader', () => {
-  it('reads GNU tar long names and Python PAX members; refuses truncated and foreign files with the file and offset named', async () => {
+  it('reads GNU tar long names; refuses truncated and foreign files with the file and offset named', async () => {
     const dir = path.join(tmp, 'tarsrc');
     const long = `${'d'.repeat(90)}/${'n'.repeat(80)}.jpg`;
     fs.mkdirSync(path.join(dir, path.dirname(long)), { recursive: true });
