@@ -12,6 +12,9 @@ interface IndexFlags {
   threads?: number;
   wait?: number;
   json?: boolean;
+  queue?: string;
+  shardSize?: number;
+  workDir?: string;
 }
 
 function seconds(value: string): number {
@@ -31,12 +34,16 @@ export function indexCommand(): Command {
     .option('--threads <n>', 'intra-op threads (default: all cores)', positiveInt)
     .option('--wait <seconds>', 'wait this long for another `altclip index` writing the same db (default: refuse at once)', seconds)
     .option('--json', 'print {"added","updated","removed","unchanged","renamed","skipped":[{"input","error"}]}')
+    .option('--queue <redis://host:port>', 'embed on `altclip worker`s sharing this Redis; inputs may also be list files (.txt: paths/URLs) and WebDataset .tar shards')
+    .option('--shard-size <n>', 'with --queue: inputs per shard (job) (default 1000)', positiveInt)
+    .option('--work-dir <dir>', 'with --queue: shared folder for shard files (default: <db>.work)')
     .addHelpText('after', `
 Examples:
   $ altclip index ~/Pictures --db pictures.db
   $ altclip index ~/Pictures --db pictures.db --json     # again later: only changes are embedded`)
     .action(async (paths: string[], flags: IndexFlags) => {
-      process.exitCode = await runIndex(paths, flags);
+      if (flags.queue !== undefined) process.exitCode = await (await import('./worker.js')).runQueueIndex(paths, { ...flags, queue: flags.queue });
+      else process.exitCode = await runIndex(paths, flags);
     });
 }
 

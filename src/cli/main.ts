@@ -11,6 +11,7 @@ import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
 import { interrupt } from './shared.js';
 import { similarityCommand } from './similarity.js';
+import { workerCommand } from './worker.js';
 
 function packageVersion(): string {
   // src/cli/main.ts and dist/src/cli/main.js both sit under the package root.
@@ -36,7 +37,8 @@ export function program(): Command {
     .addCommand(cacheCommand())
     .addCommand(indexCommand())
     .addCommand(searchCommand())
-    .addCommand(serveCommand());
+    .addCommand(serveCommand())
+    .addCommand(workerCommand());
   prog.addHelpText('after', '\nRun "altclip <command> --help" for the options of a command.');
   for (const cmd of [prog, ...prog.commands]) {
     // Commander's own messages ("error: unknown option '--x'") get the program name in front.

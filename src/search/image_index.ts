@@ -121,6 +121,31 @@ export class ImageIndex {
     return this.update(paths, false, options);
   }
 
+  /**
+   * Appends rows embedded elsewhere (by `altclip worker`s: src/queue/) with the model `identity`, one
+   * commit per batch, inserted or replaced by path (appending the same rows again changes nothing).
+   * A new index records `identity`; an existing one must have been made with it. Returns the rows written.
+   */
+  async addEmbedded(batches: Iterable<StoredRow[]> | AsyncIterable<StoredRow[]>, identity: ModelIdentity): Promise<number> {
+    const lock = await WriterLock.acquire(this.dir, { waitMs: this.options.lockWaitMs });
+    try {
+      this.store ??= await openExisting(this.dir, this.options);
+      if (this.store) checkIdentity(this.dir, this.store.metadata, identity);
+      else this.store = await ImageStore.open(this.dir, { create: newMetadata(identity), ann: this.options.ann });
+      let written = 0;
+      for await (const rows of batches) {
+        if (rows.length === 0) continue;
+        lock.check();
+        await this.store.upsert(rows);
+        written += rows.length;
+      }
+      if (written > 0) await this.store.maintain();
+      return written;
+    } finally {
+      await lock.release();
+    }
+  }
+
   /** Removes the rows of `paths` (a folder: every row under it). Returns how many were removed. */
   async remove(paths: string[]): Promise<number> {
     if (!this.store) return 0;
