@@ -227,7 +227,17 @@ describe('altclip/web in Chromium', { timeout: 900_000 }, () => {
     const mask = g.get(`${c.name}/inputs/attention_mask`);
     const px = pixels.concat(c.model_call.pixel_values.concatenate_along_dim0);
     const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-web-q8-'));
-    const node = await AltCLIPModel.fromPretrained(path.join(FIXTURES, 'models', 'tiny-altclip'), { dtype: 'q8', graphCacheDir, threads: 1 });
+    // The page quantizes to 7-bit weights (WASM has no VNNI kernel); the Node package uses 8 bits on a VNNI CPU
+    // (q8WeightBits), so the reference is forced to the page's width.
+    const bitsBefore = process.env.ALTCLIP_Q8_BITS;
+    process.env.ALTCLIP_Q8_BITS = '7';
+    let node: AltCLIPModel;
+    try {
+      node = await AltCLIPModel.fromPretrained(path.join(FIXTURES, 'models', 'tiny-altclip'), { dtype: 'q8', graphCacheDir, threads: 1 });
+    } finally {
+      if (bitsBefore === undefined) delete process.env.ALTCLIP_Q8_BITS;
+      else process.env.ALTCLIP_Q8_BITS = bitsBefore;
+    }
     const nodeImage = await node.getImageFeatures({ pixelValues: px });
     const nodeText = await node.getTextFeatures({ inputIds: ids, attentionMask: mask });
     await node.dispose();

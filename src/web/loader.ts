@@ -136,7 +136,7 @@ export async function loadWebWeights(fetcher: Fetcher, options: LoadWeightsOptio
         q = bytes.subarray(0, out * inFeatures);
         scale = bytes.slice(out * inFeatures);
       } else {
-        const r = quantizeLinear(toFloat32(ref.dtype, bytes), out, inFeatures);
+        const r = quantizeLinear(toFloat32(ref.dtype, bytes), out, inFeatures, 7); // 7-bit: WASM has no VNNI kernel
         q = new Uint8Array(r.q.buffer);
         scale = new Uint8Array(r.scale.buffer);
         const entry = new Uint8Array(q.length + scale.length);
