@@ -20,10 +20,10 @@ import sharp from 'sharp';
 
 import { indexWithQueue } from '../src/queue/index.js';
 import { readTar } from '../src/queue/tar.js';
+import { type Started, startAltclip } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = path.join(ROOT, 'src', 'cli', 'main.ts');
 const MODEL = path.join(FIXTURES, 'models', 'tiny-altclip');
 const REDIS = '/usr/bin/redis-server';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-queue-'));
@@ -36,27 +36,11 @@ after(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
-interface Proc { child: ChildProcess; done: Promise<Run>; stderr(): string }
-
-function start(args: string[]): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ALTCLIP_CACHE: path.join(tmp, 'cache'), HF_HUB_OFFLINE: '1', ALTCLIP_DEBUG: '' },
-  });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  const done = new Promise<Run>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-  return { child, done, stderr: () => stderr };
+function start(args: string[]): Started {
+  const proc = startAltclip(args, path.join(tmp, 'cache'));
+  children.add(proc.child);
+  void proc.done.finally(() => children.delete(proc.child)).catch(() => {});
+  return proc;
 }
 
 async function until(what: string, check: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
@@ -233,11 +217,11 @@ describe('altclip index --queue with altclip worker', { timeout: 300_000 }, () =
     const coordinator = start(['index', imagesDir, list, '--db', db, '--queue', queue, '--model', MODEL, '--shard-size', '5']);
     const workers = [0, 1, 2].map(() => start(['worker', '--queue', queue, ...FAST]));
     // The worker holding the shard: its last "started" line has no "done" after it, once the others are idle.
-    const busy = (w: Proc) => {
+    const busy = (w: Started) => {
       const lines = w.stderr().split('\n').filter((l) => / shard \w+: (started|done|handed back|failed)/.test(l));
       return lines.length > 0 && / started /.test(lines.at(-1)!);
     };
-    const holder = async (n: number): Promise<Proc> => {
+    const holder = async (n: number): Promise<Started> => {
       await until(`request ${n} for the held URL`, () => server.held.length === n);
       const alive = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
       await until('one busy worker', () => alive.filter(busy).length === 1);

@@ -3,42 +3,22 @@
 // images and exit code 2. The reference for "equal embeddings" is a clean, uninterrupted run of the
 // same command on the same folder (embeddings compared read back from the LanceDB table).
 import * as assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import * as lancedb from '@lancedb/lancedb';
 import sharp from 'sharp';
 
 import { WriterLock } from '../src/search/lock.js';
+import { ROOT, type Run, startAltclip } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
 
-const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = path.join(ROOT, 'src', 'cli', 'main.ts');
 const MODEL = path.join(FIXTURES, 'models', 'tiny-altclip');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-search-cli-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
-
-function start(args: string[]): { child: ChildProcess; done: Promise<Run> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ALTCLIP_CACHE: path.join(tmp, 'cache'), HF_HUB_OFFLINE: '1', ALTCLIP_DEBUG: '' },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  const done = new Promise<Run>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return { child, done };
-}
-
+const start = (args: string[]) => startAltclip(args, path.join(tmp, 'cache'));
 const altclip = (args: string[]) => start(args).done;
 
 /** One line on stderr, no stack trace. */

@@ -41,23 +41,40 @@ export function altclip(args: string[], cacheDir: string, options: RunOptions = 
 
 /** Any command with the same environment as altclip() (not counted against the slots). */
 export function run(command: string, args: string[], cacheDir: string, options: RunOptions = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: options.cwd ?? ROOT,
-      env: { ...process.env, ALTCLIP_CACHE: cacheDir, HF_HUB_OFFLINE: '1', ALTCLIP_DEBUG: '', ...options.env },
-    });
-    options.started?.(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.limitMs ?? 300_000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
+  const { child, done } = start(command, args, cacheDir, options);
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.limitMs ?? 300_000);
+  return done.finally(() => clearTimeout(timer));
+}
+
+export interface Started {
+  child: ChildProcessWithoutNullStreams;
+  /** Resolves when the child has exited and its output is closed. */
+  done: Promise<Run>;
+  /** What it has written to stderr so far. */
+  stderr(): string;
+}
+
+/** Starts a command with altclip()'s environment and returns at once (for tests that signal or watch it). */
+export function start(command: string, args: string[], cacheDir: string, options: Omit<RunOptions, 'limitMs'> = {}): Started {
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? ROOT,
+    env: { ...process.env, ALTCLIP_CACHE: cacheDir, HF_HUB_OFFLINE: '1', ALTCLIP_DEBUG: '', ...options.env },
   });
+  options.started?.(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const done = new Promise<Run>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return { child, done, stderr: () => stderr };
+}
+
+/** `altclip <args>` started (not counted against the slots), for tests that kill or watch it. */
+export function startAltclip(args: string[], cacheDir: string, options: Omit<RunOptions, 'limitMs'> = {}): Started {
+  return start(process.execPath, ['--import', 'tsx', MAIN, ...args], cacheDir, options);
 }
 
 /** Exit code 1 and exactly one line on stderr, `altclip: error: ...`, matching `pattern`. */
