@@ -144,27 +144,24 @@ function withM18Section(md: string, section: string): string {
   return `${md.trimEnd()}\n\n${block}`;
 }
 
-/** The existing m18 section of BENCHMARKS.md, so that the main run's rewrite keeps it. */
-function currentM18Section(): string {
+/** The block of BENCHMARKS.md between `begin` and `end` (markers included), or ''. */
+function markedSection(begin: string, end: string): string {
   const file = join(root, 'BENCHMARKS.md');
   if (!existsSync(file)) return '';
   const md = readFileSync(file, 'utf8');
-  const a = md.indexOf(M18_BEGIN), b = md.indexOf(M18_END);
-  return a >= 0 && b > a ? md.slice(a, b + M18_END.length) + '\n' : '';
+  const a = md.indexOf(begin), b = md.indexOf(end);
+  return a >= 0 && b > a ? md.slice(a, b + end.length) + '\n' : '';
 }
+
+/** The existing m18 section of BENCHMARKS.md, so that the main run's rewrite keeps it. */
+const currentM18Section = (): string => markedSection(M18_BEGIN, M18_END);
 
 // ---- the AVX-512 / VNNI section (in-process A/B with bench/ab_q8.ts, written by hand): kept by the main run ----
 
 const AB_BEGIN = '<!-- avx512-ab: in-process A/B (bench/ab_q8.ts), written by hand; `npm run bench` keeps it -->';
 const AB_END = '<!-- /avx512-ab -->';
 
-function currentAbSection(): string {
-  const file = join(root, 'BENCHMARKS.md');
-  if (!existsSync(file)) return '';
-  const md = readFileSync(file, 'utf8');
-  const a = md.indexOf(AB_BEGIN), b = md.indexOf(AB_END);
-  return a >= 0 && b > a ? md.slice(a, b + AB_END.length) + '\n' : '';
-}
+const currentAbSection = (): string => markedSection(AB_BEGIN, AB_END);
 
 // ---- sections written by other scripts (browser, search, server, m18, A/B, integrity): kept by the main run ----
 

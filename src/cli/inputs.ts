@@ -1,10 +1,8 @@
 // Command-line inputs: image paths (folders expand to the images inside), URLs, texts files.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { IMAGE_EXTENSIONS, isHidden, isImageFileName } from '../image/formats.js';
 import { CliError } from './errors.js';
-
-/** File extensions taken from a folder: the formats the image decoder reads (src/image/decode.ts). */
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp']);
 
 export function isUrl(arg: string): boolean {
   return /^https?:\/\//i.test(arg);
@@ -43,10 +41,10 @@ export function expandImages(args: string[]): string[] {
 function imagesIn(dir: string): string[] {
   const found: string[] = [];
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (entry.name.startsWith('.')) continue; // .git/, .DS_Store, ._photo.jpg (macOS resource forks), ...
+    if (isHidden(entry.name)) continue;
     const p = path.join(dir, entry.name);
     if (entry.isDirectory()) found.push(...imagesIn(p));
-    else if (IMAGE_EXTENSIONS.has(path.extname(entry.name).toLowerCase()) && isFile(p)) found.push(p);
+    else if (isImageFileName(entry.name) && isFile(p)) found.push(p);
   }
   return found;
 }

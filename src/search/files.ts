@@ -4,8 +4,9 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-/** Extensions taken from a folder: the formats the image decoder reads (src/image/decode.ts). */
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp']);
+import { IMAGE_EXTENSIONS, isHidden, isImageFileName } from '../image/formats.js';
+
+export { IMAGE_EXTENSIONS, isHidden };
 
 export interface FileState {
   /** Absolute, resolved path (path.resolve: symlinks are not followed, so each link is its own entry). */
@@ -13,10 +14,6 @@ export interface FileState {
   size: number;
   /** fs.Stats.mtimeMs */
   mtime: number;
-}
-
-export function isHidden(name: string): boolean {
-  return name.startsWith('.');
 }
 
 /** Image files under `folder`, recursively, sorted; names starting with "." are skipped, folders too. */
@@ -35,7 +32,7 @@ export async function walkImages(folder: string): Promise<FileState[]> {
       if (isHidden(e.name)) continue;
       const p = path.join(dir, e.name);
       if (e.isDirectory()) await visit(p);
-      else if ((e.isFile() || e.isSymbolicLink()) && IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase())) {
+      else if ((e.isFile() || e.isSymbolicLink()) && isImageFileName(e.name)) {
         const st = await statFile(p);
         if (st) out.push(st);
       }
