@@ -44,8 +44,10 @@ async function main() {
   const batch = Number(arg('--batch'));
   const threads = Number(arg('--threads'));
   const graphs = join(arg('--graph-cache'), 'graphs');
-  const prefix = dtype === 'q8' ? `${tower}-q8-` : `${tower}-`;
-  const dirs = readdirSync(graphs).filter((d) => d.startsWith(prefix) && !d.slice(prefix.length).includes('-'))
+  // plain graphs only: `<tower>-<hash>` (fp32) or `<tower>-q8w<bits>-<hash>` (q8; towers.ts's graphName)
+  const prefix = dtype === 'q8' ? `${tower}-q8w*-` : `${tower}-`;
+  const name = dtype === 'q8' ? new RegExp(`^${tower}-q8(w[78]f?)?-[0-9a-f]+$`) : new RegExp(`^${tower}-[0-9a-f]+$`);
+  const dirs = readdirSync(graphs).filter((d) => name.test(d))
     .map((d) => join(graphs, d, 'model.onnx')).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
   if (!dirs.length) throw new Error(`profile: no ${prefix}* graph under ${graphs} (run the model first)`);
 

@@ -20,6 +20,7 @@ import { DEFAULT_SEED, defaultCheckpointDir, ensureCheckpoint, ensurePresetCheck
 import { writeAllInputs, writeInputs } from './inputs.js';
 import { GEMM_OPS } from './profile.js';
 import { readSafetensors } from './safetensors_io.js';
+import { TORCH_MALLOC_ENV } from './torch_env.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -54,7 +55,7 @@ const program = new Command()
   .option('--warmup <n>', 'warm-up runs per row', '1')
   .option('--reps <n>', 'timed runs per row (0: per-row defaults: image1 5, image8 3, text1 10, text32 5)', '0')
   .option('--no-profile', "skip ONNX Runtime's per-op profile of our graphs")
-  .option('--peak-gflops <n>', 'fp32 peak of this CPU for the GEMM efficiency line (default: cores x 32 FLOP/cycle x 3.7 GHz, Zen 4)')
+  .option('--peak-gflops <n>', 'fp32 peak of this CPU for the GEMM efficiency line (default: cores x FLOP/cycle x 3.7 GHz; 64 FLOP/cycle on Zen 5 (cpu family 26) with AVX-512, 32 otherwise)')
   .option('--seed <n>', 'checkpoint seed', String(DEFAULT_SEED))
   .option('--write', 'write BENCHMARKS.md even for a subset run')
   .option('--no-write', 'do not write BENCHMARKS.md')
@@ -230,7 +231,7 @@ async function runM18() {
     const [t, b] = setting.split('x');
     systems.push({ key: 'torch', label: `m18 torch fp32 (${setting})`, bytes: weightsBytes,
       args: (extra) => [python, ['bench/torch_baseline.py', 'bench', '--model', modelDir, '--inputs', inputs, '--threads', t!, ...extra],
-        { OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }] });
+        { ...TORCH_MALLOC_ENV, OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }] });
   }
 
   // cold loads (empty graph cache: builds, and for q8 quantizes, the graphs), then the timed processes,
@@ -354,7 +355,7 @@ async function main() {
     log(`  torch: ${t} torch thread(s), ${b} OpenBLAS thread(s): load + ${rows.join(', ')} ...`);
     const r = runJson<TorchResult>(python, ['bench/torch_baseline.py', 'bench', '--model', modelDir, '--inputs', inputs,
       '--out', join(outDir, `torch-${setting}.safetensors`), '--threads', t, '--rows', rows.join(','), ...common],
-      { OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }, `torch ${setting}`);
+      { ...TORCH_MALLOC_ENV, OPENBLAS_NUM_THREADS: b, OMP_NUM_THREADS: t }, `torch ${setting}`);
     if (r) {
       torchRuns.push({ ...r, setting });
       const removed = Object.entries(r.openblas?.removed_env ?? {}).map(([k, v]) => `${k}=${v}`).join(', ');
@@ -561,11 +562,12 @@ async function main() {
     ...torchRuns.map((t) => `| ${t.setting} | ${fmtS(t.load_s)} | ${rows.map((r) => fmtS(t.rows[r]?.median_s)).join(' | ')} | ${fmtGB(t.peak_rss_bytes)} |`),
   ] : [];
   const cores = Number(m.cores) || availableParallelism();
-  const peak = Number(opts.peakGflops ?? cores * 32 * 3.7);
+  const flopsPerCycle = fp32FlopsPerCycle();
+  const peak = Number(opts.peakGflops ?? cores * flopsPerCycle * 3.7);
   const prof = profiles.length ? [
     `Where the time goes (ONNX Runtime profiler, one run after a warm-up, ${opts.threads} thread(s); GEMM = MatMul/Gemm/Conv and int8`,
     `matmul kernels; GFLOP/s = the tower's matrix-product FLOPs / GEMM kernel time, fp32-equivalent for q8; peak = ${peak.toFixed(0)} GFLOP/s`,
-    `assumed: ${cores} cores × 32 fp32 FLOP/cycle × 3.7 GHz):`, '',
+    opts.peakGflops ? 'given by --peak-gflops):' : `assumed: ${cores} cores × ${flopsPerCycle} fp32 FLOP/cycle × 3.7 GHz):`, '',
     '| graph | run | GEMM share | GEMM kernels | GEMM GFLOP/s | of fp32 peak | largest other ops |', '|---|---|---|---|---|---|---|',
     ...profiles.map((p) => `| ${p.tower} ${p.dtype}, batch ${p.batch}×${p.seq} tokens | ${fmtS(p.run_ms / 1000)} | ${(100 * p.gemm_ms / p.kernel_ms).toFixed(1)}% | ${
       p.ops.filter((o) => GEMM_OPS.has(o.op) && o.share >= 0.001).map((o) => `${o.op} ${(100 * o.share).toFixed(1)}%`).join(', ')} | ${p.gemm_gflops.toFixed(0)} | ${(100 * p.gemm_gflops / peak).toFixed(0)}% | ${
@@ -592,7 +594,9 @@ async function main() {
     `Times are medians after ${opts.warmup} warm-up run(s); ours with ${opts.threads} intra-op thread(s), the better of 2 processes per row. Ratios < 1 mean we are faster.`,
     `The timed processes of both sides alternate (torch setting, ours, torch setting, ours, ...), so that a slow phase of the machine falls on both.`,
     `PyTorch runs eagerly under \`torch.inference_mode()\` (bench/torch_baseline.py, checked against the tiny fixtures' goldens);`,
-    `each torch thread setting runs in its own process and, per row, the fastest one is the baseline.`,
+    `each torch thread setting runs in its own process and, per row, the fastest one is the baseline. Its processes run with`,
+    `glibc malloc kept from returning big blocks to the OS (${Object.entries(TORCH_MALLOC_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}; bench/torch_env.ts):`,
+    `with glibc's defaults every activation is a fresh mmap whose pages fault in again, which made torch's vision tower 2–5× slower on this VM.`,
     '',
     ...lines,
     '',
@@ -629,3 +633,15 @@ async function main() {
 }
 
 main().catch((e) => { console.error(e instanceof Error ? e.message : e); process.exit(1); });
+
+/** fp32 FLOP per cycle per core: two FMA pipes x vector width x 2. Zen 5 (cpu family 26) runs AVX-512 at full
+ * 512-bit width (2 x 16 x 2 = 64); Zen 4 splits 512-bit ops into two 256-bit halves, and AVX2-only machines have
+ * 256-bit FMAs (2 x 8 x 2 = 32). */
+function fp32FlopsPerCycle(): number {
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    const family = Number(/^cpu family\s*:\s*(\d+)/m.exec(info)?.[1]);
+    const avx512 = /^flags\s*:.*\bavx512f\b/m.test(info);
+    return family === 26 && avx512 ? 64 : 32;
+  } catch { return 32; }
+}

@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as Arrow from 'apache-arrow';
 import { defaultCheckpointDir } from './generate_checkpoint.js';
+import { TORCH_MALLOC_ENV } from './torch_env.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.join(here, '..');
@@ -115,7 +116,7 @@ async function partIndex(results: Record<string, unknown>, threads: number): Pro
   const ours = (dtype: string) => runJson<IndexRun>(process.execPath, ['--import', 'tsx', 'bench/search.ts', 'worker-index', '--list', list,
     '--model', model, '--dtype', dtype, '--threads', String(threads), '--db', path.join(CACHE, `search-db-${dtype}`)]);
   const torch = (t: number) => runJson<IndexRun>('/usr/bin/python3', ['bench/search_torch_loop.py', '--model', model, '--threads', String(t), ...files],
-    { OPENBLAS_NUM_THREADS: String(t), OMP_NUM_THREADS: String(t) });
+    { ...TORCH_MALLOC_ENV, OPENBLAS_NUM_THREADS: String(t), OMP_NUM_THREADS: String(t) });
   // warm the graph caches (first build) outside the timing
   for (const dtype of ['fp32', 'q8']) runJson<IndexRun>(process.execPath, ['--import', 'tsx', 'bench/search.ts', 'worker-index', '--list', listFile(files.slice(0, 2)),
     '--model', model, '--dtype', dtype, '--threads', String(threads), '--db', path.join(CACHE, `search-db-warm-${dtype}`)]);

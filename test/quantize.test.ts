@@ -88,7 +88,7 @@ describe('q8', () => {
     assert.ok(w8.every((f) => !ids7.has(f.slice(0, 24)))); // the id differs too, not only the suffix
     // the graphs reference their q8 file, so each choice gets its own graph folders (and prepacked copies)
     const graphs8 = [...graphsOf()].filter((d) => !graphs7.has(d));
-    assert.ok(graphs8.length >= 2 && graphs8.every((d) => d.includes('-q8-')), graphs8.join(', '));
+    assert.ok(graphs8.length >= 2 && graphs8.every((d) => d.includes('-q8w8-')), graphs8.join(', '));
     // the bytes: |q| reaches 63 (7-bit) or 127 (8-bit) in every matrix, never more
     for (const [group, qmax] of [[w7, 63], [w8, 127]] as const) {
       for (const file of group) {
@@ -131,18 +131,31 @@ describe('q8', () => {
     assert.ok(ties > 100, `${ties} ties`);
   });
 
-  it('the graph decides what is quantized: its int8 requests are exactly the cached q8 tensors', async () => {
+  it('the graph decides what is quantized: its int8 requests are exactly the cached q8 tensors (7- and 8-bit weights)', async () => {
     const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
-    const cache = path.join(graphCacheDir, 'policy');
-    await (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose();
-    const stored = fs.readdirSync(path.join(cache, 'q8')).filter((f) => f.endsWith('.safetensors'))
-      .flatMap((f) => [...openSafetensors(path.join(cache, 'q8', f)).keys()]).filter((n) => n.endsWith('.q8')).map((n) => n.slice(0, -3)).sort();
     const weights = [...openSafetensors(path.join(ckpt, 'model.safetensors')).keys()];
-    // modeling_altclip.ts: every Linear of the vision encoder layers, the MLP of the text encoder layers
-    const expected = weights.filter((n) => /^vision_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$/.test(n)
-      || /^text_model\.roberta\.encoder\.layer\.\d+\.(intermediate|output)\.dense\.weight$/.test(n)).sort();
-    assert.ok(expected.length >= 12);
-    assert.deepEqual(stored, expected);
+    const saved = process.env.ALTCLIP_Q8_BITS;
+    try {
+      for (const bits of ['7', '8']) {
+        process.env.ALTCLIP_Q8_BITS = bits;
+        const cache = path.join(graphCacheDir, `policy-w${bits}`);
+        await (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose();
+        const files = fs.readdirSync(path.join(cache, 'q8')).filter((f) => f.endsWith('.safetensors'));
+        assert.ok(files.length > 0 && files.every((f) => f.endsWith(`-w${bits}.safetensors`)), files.join(', '));
+        const stored = files.flatMap((f) => [...openSafetensors(path.join(cache, 'q8', f)).keys()])
+          .filter((n) => n.endsWith('.q8')).map((n) => n.slice(0, -3)).sort();
+        // modeling_altclip.ts: every Linear of the vision encoder layers, the MLP of the text encoder layers, and
+        // with 8-bit weights (a CPU with VNNI) the text encoder layers' attention projections too
+        const expected = weights.filter((n) => /^vision_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$/.test(n)
+          || /^text_model\.roberta\.encoder\.layer\.\d+\.(intermediate|output)\.dense\.weight$/.test(n)
+          || (bits === '8' && /^text_model\.roberta\.encoder\.layer\.\d+\.attention\.(self\.(query|key|value)|output\.dense)\.weight$/.test(n))).sort();
+        assert.ok(expected.length >= (bits === '8' ? 20 : 12), `${expected.length} weights`);
+        assert.deepEqual(stored, expected, `${bits}-bit weights`);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.ALTCLIP_Q8_BITS;
+      else process.env.ALTCLIP_Q8_BITS = saved;
+    }
   });
 
   it('q8: a missing Linear weight is reported with every other problem, not as a bare missing tensor', async () => {

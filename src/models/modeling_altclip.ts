@@ -7,9 +7,12 @@
 //
 // dtype "q8" (quantize.ts): the Linear layers given `ctx.lin` run on int8 weights, and those are the
 // weights quantized (the graph's requests decide). That is every Linear of the vision encoder layers
-// and the MLP of the text encoder layers: in the (post-LN) text tower int8 attention projections cost
-// too much accuracy (text-feature cosine vs fp32 0.990 on the full-size benchmark model, against
-// >= 0.998 with fp32 attention there, which keeps about 2/3 of the text tower's int8 speed-up).
+// and the MLP of the text encoder layers; the text encoder layers' attention projections too when the
+// weights are 8-bit (a CPU with VNNI; quantize.ts's q8TextAttention). With 7-bit weights, int8 attention
+// projections in the (post-LN) text tower cost too much accuracy (text-feature cosine vs fp32 0.990 on
+// the full-size benchmark model, against >= 0.998 with fp32 attention there); with 8-bit weights the
+// whole text tower in int8 stays at >= 0.9965 (every fixture text) and runs 2x faster on batch 32 than
+// with fp32 attention (BENCHMARKS.md).
 //
 // Layout: between blocks the hidden states are 2-D [batch * seq, hidden] (Linear = one Gemm on the
 // [out, in] weight); attention reshapes to [batch, heads, seq, head_dim] and back.
@@ -29,6 +32,11 @@ export interface GraphVariant {
   interpolate?: boolean;
   /** dtype "q8": the Linear layers given `ctx.lin` on int8 weights (see the top of this file). */
   quantized?: boolean;
+  /** dtype "q8": the int8 weights' range (quantize.ts's q8WeightBits). */
+  weightBits?: 7 | 8;
+  /** dtype "q8": the text tower's attention projections in int8 too (quantize.ts's q8TextAttention: with
+   * 8-bit weights; see the top of this file). */
+  int8TextAttention?: boolean;
 }
 
 /** Shape tensors shared by every layer of one tower. */
@@ -88,6 +96,8 @@ interface TextContext {
   dims: Dims;
   /** Options of the encoder layers' MLP Linear layers (q8). */
   lin: LinearOptions;
+  /** Options of the attention's Linear layers (q, k, v and the attention output's dense). */
+  attentionLin: LinearOptions;
   /** [batch, 1, 1, seq]: 0 where attended, finfo.min where masked. */
   extendedAttentionMask: string;
   attentions: string[];
@@ -120,10 +130,11 @@ function altRobertaEmbeddings(ctx: TextContext, p: string, inputIds: string): st
 function altRobertaSelfAttention(ctx: TextContext, p: string, x: string): string {
   const { g, config: c, dims } = ctx;
   const H = c.hiddenSize;
-  // fp32 even in q8 (see the top of this file)
-  const query = splitHeads(g, linear(g, x, `${p}.query`, H, H), dims);
-  const keyT = splitHeads(g, linear(g, x, `${p}.key`, H, H), dims, true);
-  const value = splitHeads(g, linear(g, x, `${p}.value`, H, H), dims);
+  // in q8: int8 only with 8-bit weights (see the top of this file)
+  const lin = ctx.attentionLin;
+  const query = splitHeads(g, linear(g, x, `${p}.query`, H, H, true, lin), dims);
+  const keyT = splitHeads(g, linear(g, x, `${p}.key`, H, H, true, lin), dims, true);
+  const value = splitHeads(g, linear(g, x, `${p}.value`, H, H, true, lin), dims);
   let scores = g.node('MatMul', [query, keyT]);
   scores = g.node('Div', [scores, g.constFloat([Math.sqrt(H / c.numAttentionHeads)], [])]);
   scores = g.node('Add', [scores, ctx.extendedAttentionMask]);
@@ -144,7 +155,7 @@ function altRobertaOutput(ctx: TextContext, p: string, h: string, input: string,
 function altRobertaLayer(ctx: TextContext, p: string, x: string): string {
   const { g, config: c } = ctx;
   const selfOutput = altRobertaSelfAttention(ctx, `${p}.attention.self`, x);
-  const attentionOutput = altRobertaOutput(ctx, `${p}.attention.output`, selfOutput, x, c.hiddenSize);
+  const attentionOutput = altRobertaOutput(ctx, `${p}.attention.output`, selfOutput, x, c.hiddenSize, ctx.attentionLin);
   const intermediate = activation(c.hiddenAct, 'text_config.hidden_act')(g,
     linear(g, attentionOutput, `${p}.intermediate.dense`, c.hiddenSize, c.intermediateSize, true, ctx.lin));
   return altRobertaOutput(ctx, `${p}.output`, intermediate, attentionOutput, c.intermediateSize, ctx.lin);
@@ -170,6 +181,7 @@ export function buildTextGraph(g: GraphBuilder, config: AltCLIPTextConfig, varia
     g, config,
     dims: makeDims(g, batchSeq, config.numAttentionHeads, H),
     lin: { quantized: variant.quantized },
+    attentionLin: { quantized: variant.quantized && variant.int8TextAttention },
     extendedAttentionMask: g.node('Mul', [inverted, g.constFloat([FLOAT32_MIN], [])]),
     attentions: [],
   };

@@ -37,6 +37,15 @@ export function q8WeightBits(env: NodeJS.ProcessEnv = process.env): WeightBits {
   return cpuHasVnni() ? 8 : 7;
 }
 
+/**
+ * Whether the text tower's attention projections are int8 too (modeling_altclip.ts): only with 8-bit
+ * weights, where the whole text tower in int8 keeps text-feature cosine vs fp32 >= 0.996 (7-bit: 0.990).
+ * `ALTCLIP_Q8_TEXT_ATTENTION=0` keeps them in fp32 (bench/ab_q8.ts compares the two).
+ */
+export function q8TextAttention(bits: WeightBits, env: NodeJS.ProcessEnv = process.env): boolean {
+  return bits === 8 && env.ALTCLIP_Q8_TEXT_ATTENTION !== '0';
+}
+
 let vnni: boolean | undefined;
 
 /** avx512_vnni or avx_vnni among the CPU flags (Linux x64's /proc/cpuinfo); false when unsure. */

@@ -9,7 +9,7 @@ import type { ModelOptions, OutputFlags, TextInputs, TowerOutput, VisionInputs }
 import { batchSlice, concatBatch, imagesPerRun, lengthGroups, unpaddedLengths } from './batching.js';
 import { createSession } from './graph_cache.js';
 import { buildTextGraph, buildVisionGraph, interpolatePositionEmbeddings, type GraphVariant } from './modeling_altclip.js';
-import { quantizedWeights } from './quantize.js';
+import { q8TextAttention, q8WeightBits, quantizedWeights } from './quantize.js';
 import { checkSessionOptions, type Session } from './session.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ export class Tower {
     if (g.quantized.size && !g.problems.length) {
       const names = [...g.quantized].sort();
       const key = names.join('\n');
-      if (!this.q8.has(key)) this.q8.set(key, quantizedWeights(this.weights, names, this.options.graphCacheDir));
+      if (!this.q8.has(key)) this.q8.set(key, quantizedWeights(this.weights, names, this.options.graphCacheDir, variant.weightBits));
       g.addQuantized(this.q8.get(key)!);
     }
     return g;
@@ -121,12 +121,15 @@ export class Tower {
   }
 
   private graphName(v: GraphVariant): string {
-    return `${this.name}${v.full ? '-full' : ''}${v.interpolate ? '-interp' : ''}${v.quantized ? '-q8' : ''}`;
+    const q8 = v.quantized ? `-q8w${v.weightBits}${v.int8TextAttention ? '' : 'f'}` : '';
+    return `${this.name}${v.full ? '-full' : ''}${v.interpolate ? '-interp' : ''}${q8}`;
   }
 
   /** The variant with the model's precision applied. */
   withDtype(variant: GraphVariant): GraphVariant {
-    return { ...variant, quantized: this.options.dtype === 'q8' };
+    if (this.options.dtype !== 'q8') return { ...variant, quantized: false };
+    const weightBits = q8WeightBits();
+    return { ...variant, quantized: true, weightBits, int8TextAttention: q8TextAttention(weightBits) };
   }
 
   session(requested: GraphVariant): Promise<Session> {

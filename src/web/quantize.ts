@@ -9,6 +9,17 @@ import type { TensorRef, Weights } from '../weights/index.js';
 
 export { quantizeLinear } from '../models/quantize.js';
 
+/** WASM has no VNNI: the page's int8 GEMMs sum pairs of u8 x s8 products in int16, so weights are 7-bit
+ * (see models/quantize.ts's q8WeightBits). */
+export function q8WeightBits(): 7 {
+  return 7;
+}
+
+/** With 7-bit weights the text tower's attention stays fp32 (models/quantize.ts's q8TextAttention). */
+export function q8TextAttention(): false {
+  return false;
+}
+
 /**
  * The [out, in] Linear weights the model's q8 graphs take in int8 (GraphBuilder's `quantized`), found
  * by building both towers' plain graphs on the checkpoint's directory (no tensor bytes are read).
@@ -16,9 +27,9 @@ export { quantizeLinear } from '../models/quantize.js';
 export function linearsToQuantize(config: AltCLIPConfig, refs: ReadonlyMap<string, TensorRef>): Set<string> {
   const source = { get: (name: string) => refs.get(name) };
   const text = new GraphBuilder('text-q8', source);
-  buildTextGraph(text, config.textConfig, { full: false, quantized: true }, { prefix: 'text_model', projectionDim: config.projectionDim });
+  buildTextGraph(text, config.textConfig, { full: false, quantized: true, weightBits: 7 }, { prefix: 'text_model', projectionDim: config.projectionDim });
   const vision = new GraphBuilder('vision-q8', source);
-  buildVisionGraph(vision, config.visionConfig, { full: false, quantized: true }, { prefix: 'vision_model', projectionDim: config.projectionDim });
+  buildVisionGraph(vision, config.visionConfig, { full: false, quantized: true, weightBits: 7 }, { prefix: 'vision_model', projectionDim: config.projectionDim });
   return new Set([...text.quantized, ...vision.quantized]);
 }
 
