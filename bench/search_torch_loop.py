@@ -9,15 +9,20 @@ BICUBIC (get_resize_output_image_size: the long edge = int(224 * long / short));
 (transformers' center_crop offsets: (h - 224) // 2); rescale 1/255; normalize with CLIP's mean/std.
 Prints one JSON object: images, seconds (first open to last feature; model load excluded), peak RSS.
 """
-import argparse
-import json
 import os
-import resource
-import sys
-import time
 
-import numpy as np
-import torch
+# as bench/torch_baseline.py's `bench`: OpenBLAS picks its own kernel (issue 19's fair baseline)
+for _k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    os.environ.pop(_k, None)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))

@@ -1,5 +1,6 @@
 // altclip search <text> --db <dir> (or --image <file>): the best images of an index, best first.
-// The model comes from the index; a one-shot search loads only the tower the query needs.
+// The model comes from the index; a one-shot search loads only the tower the query needs, from the
+// graph cache with its packed weights (cachePrepacked) unless --no-cache-prepacked.
 import { Command } from 'commander';
 import { CliError, EXIT_OK } from './errors.js';
 import { num, positiveInt } from './shared.js';
@@ -11,6 +12,7 @@ interface SearchFlags {
   template?: string;
   threads?: number;
   json?: boolean;
+  cachePrepacked: boolean;
 }
 
 export function searchCommand(): Command {
@@ -23,6 +25,8 @@ export function searchCommand(): Command {
     .option('--template <template>', 'put the text into this template, "{}" standing for the text (default: the text as is)')
     .option('--threads <n>', 'intra-op threads (default: all cores)', positiveInt)
     .option('--json', 'print {"results":[{"path","score"}]}, best first')
+    .option('--no-cache-prepacked', "do not keep the tower's packed weights in the graph cache (default: keep them, so that "
+      + 'a search loads in ~1.5 s instead of ~6 s on the full-size model, for about the tower\'s weights again on disk)')
     .addHelpText('after', `
 Examples:
   $ altclip search "一只在沙发上睡觉的猫" --db pictures.db
@@ -37,7 +41,9 @@ async function runSearch(text: string | undefined, flags: SearchFlags): Promise<
   if ((text === undefined) === (flags.image === undefined)) throw new CliError('give a text to search for, or --image <file> (not both)');
   if (flags.image !== undefined && flags.template !== undefined) throw new CliError('--template applies to a text query, not to --image');
   const { ImageIndex } = await import('../search/index.js');
-  const index = await ImageIndex.open(flags.db, flags.threads !== undefined ? { threads: flags.threads } : {});
+  // A one-shot search is all load: with the packed weights cached, the full-size text tower loads
+  // ~4x faster (BENCHMARKS.md, "Search"); the first search writes them.
+  const index = await ImageIndex.open(flags.db, { cachePrepacked: flags.cachePrepacked, ...(flags.threads !== undefined ? { threads: flags.threads } : {}) });
   try {
     const results = await index.search(text ?? { image: flags.image! }, { k: flags.k, template: flags.template });
     if (flags.json) process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);

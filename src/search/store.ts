@@ -56,7 +56,9 @@ export interface AnnOptions {
   refineFactor: number;
 }
 
-export const DEFAULT_ANN: AnnOptions = { minRows: 20_000, nprobes: 32, refineFactor: 20 };
+// refineFactor: on 1M clustered 768-dim vectors (IVF_PQ, 1000 partitions, 48 sub-vectors, nprobes 32),
+// recall@10 was 0.40 / 0.70 / 0.997 / 1.0 with 20 / 50 / 100 / 200, store-only p50 17 / 22 / 31 / 101 ms.
+export const DEFAULT_ANN: AnnOptions = { minRows: 20_000, nprobes: 32, refineFactor: 100 };
 
 // Loaded on first use: importing the package must not load LanceDB's native module.
 let lancedb: typeof Lance;
