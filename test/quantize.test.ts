@@ -8,6 +8,7 @@ import { after, describe, it } from 'node:test';
 
 import { AltCLIPModel } from '../src/models/altclip.js';
 import { cpuHasVnni, hasVnniFlag, q8WeightBits, quantizeLinear, type WeightBits } from '../src/models/quantize.js';
+import { Tensor } from '../src/tensor.js';
 import { openSafetensors, readTensorBytes } from '../src/weights/index.js';
 import { writeSafetensors } from '../src/weights/safetensors_writer.js';
 import { FIXTURES, Goldens } from './helpers/goldens.js';
@@ -129,6 +130,23 @@ describe('q8', () => {
       }
     }
     assert.ok(ties > 100, `${ties} ties`);
+  });
+
+  it('a q8 model keeps the weight bits it was made with: changing ALTCLIP_Q8_BITS later builds no other graph', async () => {
+    const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
+    const cache = path.join(graphCacheDir, 'bits-fixed');
+    const graphs = () => fs.readdirSync(path.join(cache, 'graphs')).sort();
+    for (const [made, later] of [[7, 8], [8, 7]] as const) {
+      const model = await withBits(made, () => AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' }));
+      const built = graphs();
+      assert.ok(built.some((g) => g.startsWith(`text-q8w${made}`)) && built.some((g) => g.startsWith(`vision-q8w${made}`)), built.join(', '));
+      await withBits(later, async () => {
+        await model.getTextFeatures({ inputIds: new Tensor('int64', new BigInt64Array([0n, 100n, 2n]), [1, 3]) });
+        await model.getImageFeatures({ pixelValues: new Tensor('float32', new Float32Array(3 * 224 * 224).fill(0.1), [1, 3, 224, 224]) });
+      });
+      await model.dispose();
+      assert.deepEqual(graphs(), built, `made with ${made}-bit weights, run while ALTCLIP_Q8_BITS=${later}`);
+    }
   });
 
   it('the graph decides what is quantized: its int8 requests are exactly the cached q8 tensors (7- and 8-bit weights)', async () => {

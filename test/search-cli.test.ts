@@ -242,4 +242,38 @@ describe('altclip index / search (CLI)', () => {
       /the index was built with .*tiny-altclip \(fp32\); this run asks for .*tiny-altclip-b \(fp32\)/);
     assertCleanError(await altclip(['index', images, '--db', cleanDb, '--dtype', 'q8']), /\(fp32\); this run asks for .*\(q8\)/);
   });
+
+  it('a one-shot search keeps the text tower\'s packed weights in the graph cache; --no-cache-prepacked does not; same results', async () => {
+    const dir = path.join(tmp, 'prepacked');
+    fs.mkdirSync(dir);
+    for (const f of files.slice(10, 14)) fs.copyFileSync(f, path.join(dir, path.basename(f)));
+    const db = path.join(tmp, 'prepacked.db');
+    assert.equal((await altclip(['index', dir, '--db', db, '--model', MODEL])).code, 0);
+    /** The prepacked-<cpu> folders under each graph folder of a cache (graph_cache.ts's layout). */
+    const packed = (cache: string) => {
+      const graphs = path.join(cache, 'graphs');
+      return fs.existsSync(graphs) ? fs.readdirSync(graphs).flatMap((g) => fs.readdirSync(path.join(graphs, g))
+        .filter((f) => f.startsWith('prepacked-')).map((f) => `${g}/${f}`)) : [];
+    };
+    const runIn = async (cache: string, extra: string[]) => {
+      const r = await startAltclip(['search', 'a photo of a cat', '--db', db, '-k', '4', '--json', ...extra], cache).done;
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as { results: { path: string; score: number }[] };
+    };
+    const withCache = path.join(tmp, 'cache-packed');
+    const first = await runIn(withCache, []);
+    const again = await runIn(withCache, []); // loads the packed weights written by the first
+    const kept = packed(withCache);
+    assert.equal(kept.length, 1, kept.join(', '));
+    assert.match(kept[0]!, /^text-[0-9a-f]+\/prepacked-/, 'only the text tower is loaded, and its packed weights kept');
+    const without = path.join(tmp, 'cache-unpacked');
+    const plain = await runIn(without, ['--no-cache-prepacked']);
+    assert.deepEqual(packed(without), []);
+    assert.ok(fs.readdirSync(path.join(without, 'graphs')).some((g) => g.startsWith('text-')));
+    assert.equal(first.results.length, 4);
+    for (const other of [again, plain]) {
+      assert.deepEqual(other.results.map((r) => r.path), first.results.map((r) => r.path));
+      other.results.forEach((r, i) => assert.ok(Math.abs(r.score - first.results[i]!.score) <= 1e-6, `${r.score} vs ${first.results[i]!.score}`));
+    }
+  });
 });

@@ -84,6 +84,7 @@ function checkDtype(options: ModelOptions): void {
 export class Tower {
   private readonly sessions = new Map<string, Promise<Session>>();
   private readonly q8 = new Map<string, Map<string, TensorRef>>();
+  private readonly precision: Pick<GraphVariant, 'quantized' | 'weightBits' | 'int8TextAttention'>;
 
   constructor(
     private readonly name: string,
@@ -94,6 +95,14 @@ export class Tower {
   ) {
     checkDtype(options);
     checkSessionOptions(options);
+    // q8's weight bits (and with them the text attention's precision) are read once, when the model is made:
+    // every later graph of this tower uses the same (ALTCLIP_Q8_BITS may change afterwards)
+    if (options.dtype === 'q8') {
+      const weightBits = q8WeightBits();
+      this.precision = { quantized: true, weightBits, int8TextAttention: q8TextAttention(weightBits) };
+    } else {
+      this.precision = { quantized: false };
+    }
   }
 
   /**
@@ -127,9 +136,7 @@ export class Tower {
 
   /** The variant with the model's precision applied. */
   withDtype(variant: GraphVariant): GraphVariant {
-    if (this.options.dtype !== 'q8') return { ...variant, quantized: false };
-    const weightBits = q8WeightBits();
-    return { ...variant, quantized: true, weightBits, int8TextAttention: q8TextAttention(weightBits) };
+    return { ...variant, ...this.precision };
   }
 
   session(requested: GraphVariant): Promise<Session> {
