@@ -56,9 +56,12 @@ export interface AnnOptions {
   refineFactor: number;
 }
 
-// refineFactor: on 1M clustered 768-dim vectors (IVF_PQ, 1000 partitions, 48 sub-vectors, nprobes 32),
-// recall@10 was 0.40 / 0.70 / 0.997 / 1.0 with 20 / 50 / 100 / 200, store-only p50 17 / 22 / 31 / 101 ms.
-export const DEFAULT_ANN: AnnOptions = { minRows: 20_000, nprobes: 32, refineFactor: 100 };
+// Measured on a 2-core Zen 5 (BENCHMARKS.md, "Search"), clustered 768-dim vectors:
+// refineFactor: on 1M (IVF_PQ, 1000 partitions, 48 sub-vectors, nprobes 32) recall@10 was 0.40 / 0.70 / 0.997 / 1.0
+// with 20 / 50 / 100 / 200, store-only p50 17 / 22 / 31 / 101 ms.
+// minRows: LanceDB's exact scan took 40-151 ms at 10k rows, 274 ms at 15k, 287-450 ms at 20k; IVF_PQ + refine 100
+// took 22 ms at 10k (recall@10 0.987, built in 12 s) and 23 ms at 20k (recall 1.0, built in 28 s).
+export const DEFAULT_ANN: AnnOptions = { minRows: 10_000, nprobes: 32, refineFactor: 100 };
 
 // Loaded on first use: importing the package must not load LanceDB's native module.
 let lancedb: typeof Lance;
