@@ -100,7 +100,7 @@ function runJson<T>(cmd: string, args: string[], env: Record<string, string> = {
   return JSON.parse(out.trim().split('\n').at(-1)!) as T;
 }
 
-interface IndexRun { images: number; seconds: number; images_per_s: number; peak_rss_bytes: number; threads?: number; setting?: string; openblas_core?: string }
+interface IndexRun { images: number; seconds: number; images_per_s: number; peak_rss_bytes: number; threads?: number; setting?: string }
 
 // ---------------------------------------------------------------------------------------------
 // Parts
@@ -182,13 +182,20 @@ function clustered(n: number, dim: number, seed: number, centres: Float32Array, 
   return out;
 }
 
-/** For each query, the paths of the `k` rows with the largest dot product (the rows regenerated chunk by chunk as syntheticIndex wrote them). */
-function exactTopK(n: number, dim: number, centres: Float32Array, qs: Float32Array, queries: number, k: number): Set<string>[] {
-  const best = Array.from({ length: queries }, () => [] as { row: number; score: number }[]);
+/** The synthetic table's rows, 50,000 at a time: row `start + i` is vectors[i], named syntheticPath(start + i). */
+function* syntheticChunks(n: number, dim: number, centres: Float32Array): Generator<{ start: number; m: number; vectors: Float32Array }> {
   const chunk = 50_000;
   for (let start = 0; start < n; start += chunk) {
     const m = Math.min(chunk, n - start);
-    const v = clustered(m, dim, 1000 + start, centres, 1000);
+    yield { start, m, vectors: clustered(m, dim, 1000 + start, centres, 1000) };
+  }
+}
+const syntheticPath = (row: number) => `/synthetic/${row}.jpg`;
+
+/** For each query, the paths of the `k` rows with the largest dot product (the rows regenerated as syntheticIndex wrote them). */
+function exactTopK(n: number, dim: number, centres: Float32Array, qs: Float32Array, queries: number, k: number): Set<string>[] {
+  const best = Array.from({ length: queries }, () => [] as { row: number; score: number }[]);
+  for (const { start, m, vectors: v } of syntheticChunks(n, dim, centres)) {
     for (let q = 0; q < queries; q++) {
       const top = best[q]!;
       const qv = qs.subarray(q * dim, (q + 1) * dim);
@@ -203,7 +210,7 @@ function exactTopK(n: number, dim: number, centres: Float32Array, qs: Float32Arr
       }
     }
   }
-  return best.map((top) => new Set(top.map((t) => `/synthetic/${t.row}.jpg`)));
+  return best.map((top) => new Set(top.map((t) => syntheticPath(t.row))));
 }
 
 function centresFor(clusters: number, dim: number): Float32Array {
@@ -227,13 +234,10 @@ async function syntheticIndex(db: string, n: number, model: string, dim: number)
   const conn = await lancedb.connect(db);
   const schema = schemaFor(meta) as Arrow.Schema;
   const table = await conn.createEmptyTable(TABLE_NAME, schema);
-  const chunk = 50_000;
-  for (let start = 0; start < n; start += chunk) {
-    const m = Math.min(chunk, n - start);
-    const vectors = clustered(m, dim, 1000 + start, centres, 1000);
+  for (const { start, m, vectors } of syntheticChunks(n, dim, centres)) {
     const child = arrow.makeData({ type: new arrow.Float32(), length: m * dim, data: vectors });
     const vec = arrow.makeVector(arrow.makeData({ type: schema.fields[4]!.type, length: m, nullCount: 0, child }));
-    const paths = arrow.vectorFromArray(Array.from({ length: m }, (_, i) => `/synthetic/${start + i}.jpg`), new arrow.Utf8());
+    const paths = arrow.vectorFromArray(Array.from({ length: m }, (_, i) => syntheticPath(start + i)), new arrow.Utf8());
     const size = arrow.vectorFromArray(Array.from({ length: m }, () => 1000n), new arrow.Int64());
     const mtime = arrow.vectorFromArray(Array.from({ length: m }, () => 0), new arrow.Float64());
     const sha = arrow.vectorFromArray(Array.from({ length: m }, (_, i) => String(start + i)), new arrow.Utf8());

@@ -26,10 +26,11 @@ export function q8TextAttention(): false {
  */
 export function linearsToQuantize(config: AltCLIPConfig, refs: ReadonlyMap<string, TensorRef>): Set<string> {
   const source = { get: (name: string) => refs.get(name) };
+  const q8 = { full: false, quantized: true, weightBits: q8WeightBits(), int8TextAttention: q8TextAttention() };
   const text = new GraphBuilder('text-q8', source);
-  buildTextGraph(text, config.textConfig, { full: false, quantized: true, weightBits: 7 }, { prefix: 'text_model', projectionDim: config.projectionDim });
+  buildTextGraph(text, config.textConfig, q8, { prefix: 'text_model', projectionDim: config.projectionDim });
   const vision = new GraphBuilder('vision-q8', source);
-  buildVisionGraph(vision, config.visionConfig, { full: false, quantized: true, weightBits: 7 }, { prefix: 'vision_model', projectionDim: config.projectionDim });
+  buildVisionGraph(vision, config.visionConfig, q8, { prefix: 'vision_model', projectionDim: config.projectionDim });
   return new Set([...text.quantized, ...vision.quantized]);
 }
 
