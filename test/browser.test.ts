@@ -1,4 +1,4 @@
-// The web page at / in a real browser: Debian's chromium (/usr/bin/chromium, or $CHROMIUM) driven by
+// The web page at / in a real browser: Debian's chromium (found on PATH, or $CHROMIUM_PATH / $CHROMIUM) driven by
 // playwright-core, which downloads nothing when given executablePath. The server runs in-process on
 // the fixture checkpoint over an ImageIndex of the fixture images, on 127.0.0.1 and a free port.
 // What the page shows is checked against the API (which test/server*.test.ts checks against the
@@ -21,11 +21,11 @@ import { ImageIndex } from '../src/search/index.js';
 import { createServer, openSearchIndex } from '../src/server/index.js';
 import type { AltCLIPParts } from '../src/tasks/index.js';
 import { FIXTURES } from './helpers/goldens.js';
+import { requireProgram } from './helpers/system.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHOTS = path.join(ROOT, '.cache', 'screenshots');
 const MODEL = path.join(FIXTURES, 'models', 'tiny-altclip');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-browser-'));
 process.env.ALTCLIP_CACHE ??= path.join(tmp, 'cache');
 const images = path.join(tmp, 'images');
@@ -44,6 +44,7 @@ async function listen(server: FastifyInstance): Promise<string> {
 }
 
 before(async () => {
+  const executablePath = requireProgram('chromium'); // a missing browser fails here, before the setup
   fs.mkdirSync(SHOTS, { recursive: true });
   clip = {
     model: await AltCLIPModel.fromPretrained(MODEL, { graphCacheDir: path.join(tmp, 'graphs'), threads: 1 }),
@@ -55,7 +56,7 @@ before(async () => {
   await index.close();
   app = await createServer({ clip, modelName: 'tiny-altclip', index: await openSearchIndex(db, { model: MODEL }) });
   base = await listen(app);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'], timeout: 30_000 });
+  browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox'], timeout: 30_000 });
   page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
   page.setDefaultTimeout(15_000);
 });

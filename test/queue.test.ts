@@ -22,10 +22,10 @@ import { indexWithQueue } from '../src/queue/index.js';
 import { readTar } from '../src/queue/tar.js';
 import { type Started, startAltclip } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
+import { requireProgram } from './helpers/system.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MODEL = path.join(FIXTURES, 'models', 'tiny-altclip');
-const REDIS = '/usr/bin/redis-server';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-queue-'));
 // Short locks so that a dead worker's shard comes back within seconds (defaults: 30 s).
 const FAST = ['--lock-duration', '4000', '--stalled-interval', '2000'];
@@ -74,13 +74,19 @@ class Redis {
     return `redis://127.0.0.1:${this.port}/${db}`;
   }
   async up(): Promise<void> {
-    const proc = spawn(REDIS, ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes',
+    const proc = spawn(requireProgram('redis-server'), ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes',
       '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes']);
     children.add(proc);
     proc.on('close', () => children.delete(proc));
     let out = '';
+    let failed: Error | undefined;
+    proc.on('error', (e) => (failed = e));
     proc.stdout!.on('data', (d) => (out += d));
-    await until('redis-server to start', () => /Ready to accept connections/.test(out), 30_000);
+    await until('redis-server to start', () => {
+      if (failed) throw new Error(`redis-server did not start: ${failed.message}`);
+      if (proc.exitCode !== null) throw new Error(`redis-server exited with code ${proc.exitCode}:\n${out}`);
+      return /Ready to accept connections/.test(out);
+    }, 30_000);
     this.proc = proc;
   }
   /** SIGTERM: redis-server flushes the append-only file and exits. */
@@ -194,7 +200,6 @@ let imagesDir: string;
 let ref: Map<string, Row>;
 
 before(async () => {
-  redis = await Redis.start();
   imagesDir = path.join(tmp, 'images');
   images = await makeImages(imagesDir, 24);
   // The reference: the single-process index of the same folder.
@@ -205,6 +210,10 @@ before(async () => {
 });
 
 describe('altclip index --queue with altclip worker', { timeout: 300_000 }, () => {
+  // Redis is started here, not for the whole file: without redis-server only these tests fail (at once).
+  before(async () => {
+    redis = await Redis.start();
+  });
   it('a worker killed -9 mid-shard and one stopped by SIGTERM: the shard is re-delivered, every input lands once, equal to the single-process run', async () => {
     // 24 files + 6 URLs (copies served over HTTP) in shards of 5; the last URL is held twice.
     const urlNames = images.slice(0, 6).map((f) => path.basename(f));
@@ -367,7 +376,7 @@ describe('coordinator errors', () => {
     const db = path.join(tmp, 'unreachable.db');
     await assert.rejects(indexWithQueue([imagesDir], { db, queue: `redis://127.0.0.1:${port}`, model: MODEL, connectTimeoutMs: 1500 }),
       new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${port} \\(no connection within 1\\.5 s\\)`));
-    await assert.rejects(indexWithQueue([path.join(tmp, 'nope')], { db, queue: redis.url(5), model: MODEL }), /nope: no such file or folder/);
+    await assert.rejects(indexWithQueue([path.join(tmp, 'nope')], { db, queue: `redis://127.0.0.1:${port}`, model: MODEL, connectTimeoutMs: 1500 }), /nope: no such file or folder/);
     await assert.rejects(indexWithQueue([imagesDir], { db, queue: 'http://127.0.0.1:1', model: MODEL }), /--queue "http:\/\/127\.0\.0\.1:1": expected redis:\/\/HOST:PORT/);
   });
 });

@@ -17,9 +17,9 @@ import { Tensor } from '../src/tensor.js';
 import { buildWeb } from '../scripts/build-web.mjs';
 import { assertClose, FIXTURES, Goldens, printDiffTable } from './helpers/goldens.js';
 import { startStaticServer, type StaticServer } from './web_server.js';
+import { requireProgram } from './helpers/system.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const TOL = 1e-4; // the bar (as test/model.test.ts)
 const TINY = '/test/fixtures/models/tiny-altclip/';
 const TINY_BIN = '/test/fixtures/models/tiny-altclip-bin/';
@@ -59,9 +59,10 @@ async function openPage(): Promise<Page> {
 const WEB_OUT = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-web-build-'));
 
 before(async () => {
+  const executablePath = requireProgram('chromium'); // a missing browser fails here, before the setup
   await buildWeb({ outDir: WEB_OUT });
   server = await startStaticServer(ROOT, { '/dist/web/': WEB_OUT });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
   context = await browser.newContext();
   page = await openPage();
 });
