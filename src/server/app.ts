@@ -106,7 +106,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
         ? `a path segment is longer than ${MAX_PARAM_LENGTH} characters`
         : `the request target is not valid URL encoding: ${echo(request.raw.url ?? '')}`));
     },
-    maxParamLength: MAX_PARAM_LENGTH,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Errors before a request reaches fastify (node's 408 timeouts, 431, malformed HTTP): our shape too.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
       const reply = clientErrorReply(err);

@@ -128,7 +128,8 @@ function fetchImage(url: string, what: string, policy: UrlPolicy, redirects = 3,
   return new Promise<Uint8Array>((resolve, reject) => {
     const get = parsed.protocol === 'https:' ? https.get : http.get;
     const timer = setTimeout(() => {
-      req.destroy(new ApiError(400, `${what}: ${shown}: no complete answer within the URL timeout of ${policy.timeoutMs} ms`));
+      fail(new ApiError(400, `${what}: ${shown}: no complete answer within the URL timeout of ${policy.timeoutMs} ms`));
+      req.destroy();
     }, left);
     const settle = <T>(fn: (v: T) => void) => (v: T) => {
       clearTimeout(timer);
