@@ -135,7 +135,12 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     if (!file) throw new ApiError(404, `no indexed image has id ${show(id)}`);
     const data = await readIndexedFile(file);
     if (!data) throw new ApiError(404, `the indexed image ${show(id)} is no longer on disk as it was indexed`);
-    return reply.type(imageType(data)).header('x-content-type-options', 'nosniff').header('cache-control', 'private, max-age=300').send(data);
+    // Revalidated on every use (a file removed or changed since indexing must not live on in a cache);
+    // the ETag is the indexed content's sha256, so an unchanged file costs a 304.
+    const etag = `"${file.sha256}"`;
+    reply.header('x-content-type-options', 'nosniff').header('cache-control', 'private, no-cache').header('etag', etag);
+    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    return reply.type(imageType(data)).send(data);
   });
 }
 
