@@ -6,7 +6,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import type { AltCLIPParts } from '../tasks/types.js';
 import { type AccessOptions, registerAccess } from './access.js';
 import { type BatcherOptions, ClosedError, QueueFullError } from './batcher.js';
-import { ApiError, echo, errorBody } from './errors.js';
+import { ApiError, ECHO_CHARS, echo, errorBody } from './errors.js';
 import type { UrlPolicy } from './images.js';
 import { createMetrics } from './metrics.js';
 import { registerRoutes } from './routes.js';
@@ -196,7 +196,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   });
 
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send(errorBody(404, `no route ${request.method} ${echo(request.url.split('?')[0])}`));
+    const target = request.url.split('?')[0]!;
+    reply.code(404).send(errorBody(404, `no route ${request.method} ${target.length > ECHO_CHARS ? `${target.slice(0, ECHO_CHARS)}...` : target}`));
   });
 
   registerRoutes(app, { service, metrics, modelName: options.modelName, index: options.index, maxInputs, urls: {
