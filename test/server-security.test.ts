@@ -476,6 +476,33 @@ describe('without --api-key: Host allowlist, CORS, time limits, URL deadline', (
   });
 });
 
+describe('serve: bad limit flags', () => {
+  it('one error line, exit 1, no server', async () => {
+    for (const [args, pattern] of [
+      [['--headers-timeout', '40s', '--request-timeout', '30s'], /--headers-timeout \(40000 ms\) must not exceed --request-timeout \(30000 ms\)/],
+      [['--url-timeout', 'soon'], /expected a duration such as 30s, 500ms or 2m, got "soon"/],
+      [['--request-timeout', '-1s'], /expected a duration/],
+      [['--cors-origin', 'app.example'], /expected an origin such as https:\/\/app\.example\.com/],
+      [['--cors-origin', 'https://app.example/path'], /expected an origin \(scheme:\/\/host\[:port\], no path\)/],
+      [['--max-connections', '0'], /--max-connections/],
+    ] as const) {
+      const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--model', MODEL, '--port', '0', ...args], { cwd: ROOT, env: { ...process.env, ALTCLIP_DEBUG: '' } });
+        children.push(child);
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('exit', (code) => resolve({ code, stdout, stderr }));
+      });
+      assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+  });
+});
+
 describe('SSRF blocklist: IPv6 forms that carry or reach IPv4', () => {
   it('refuses every private form and passes public ones', () => {
     const blocked = ['127.0.0.1', '10.1.2.3', '169.254.169.254', '::1', '::', '::127.0.0.1', '::7f00:1', '::10.0.0.1', '::8.8.8.8',
