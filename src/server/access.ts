@@ -44,9 +44,9 @@ export function registerAccess(app: FastifyInstance, options: AccessOptions, ref
     }
     const origin = request.headers.origin;
     const granted = typeof origin === 'string' && origins.has(origin.toLowerCase());
+    if (origins.size > 0) reply.header('vary', 'origin'); // answers differ by Origin: caches must key on it
     if (granted) {
       reply.header('access-control-allow-origin', origin);
-      reply.header('vary', 'origin');
       if (request.method === 'OPTIONS' && request.headers['access-control-request-method'] !== undefined) {
         // A preflight carries no credentials: answered here, before the key check.
         return reply

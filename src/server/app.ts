@@ -6,7 +6,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import type { AltCLIPParts } from '../tasks/types.js';
 import { type AccessOptions, registerAccess } from './access.js';
 import { type BatcherOptions, ClosedError, QueueFullError } from './batcher.js';
-import { ApiError, ECHO_CHARS, echo, errorBody } from './errors.js';
+import { ApiError, ECHO_CHARS, clip, echo, errorBody } from './errors.js';
 import type { UrlPolicy } from './images.js';
 import { createMetrics } from './metrics.js';
 import { registerRoutes } from './routes.js';
@@ -133,7 +133,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     try {
       done(null, JSON.parse(text));
     } catch (err) {
-      done(new ApiError(400, `malformed JSON body: ${echo((err as Error).message)}`), undefined);
+      done(new ApiError(400, `malformed JSON body: ${clip((err as Error).message, ECHO_CHARS)}`), undefined);
     }
   });
 
@@ -183,10 +183,10 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
         message = 'malformed JSON body: the body is empty';
       } else if (err instanceof SyntaxError || code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
         status = 400;
-        message = `malformed JSON body: ${echo(err.message)}`;
+        message = `malformed JSON body: ${clip(err.message, ECHO_CHARS)}`;
       } else if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
         status = statusCode;
-        message = echo(err.message, 200);
+        message = clip(err.message);
       } else {
         // A bug or a model failure: logged, answered without internals, the process keeps serving.
         process.stderr.write(`altclip serve: ${request.method} ${echo(request.url)}: ${err.stack ?? err.message}\n`);

@@ -62,6 +62,11 @@ export function echo(value: unknown, max = ECHO_CHARS): string {
   return s.length > max ? `${s.slice(0, max)}...` : s;
 }
 
+/** A message that may quote client input (a parser's, a library's), cut to `max` characters. */
+export function clip(text: string, max = 2 * ECHO_CHARS): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
 export function errorBody(status: number, message: string): { error: { message: string; type: ErrorType } } {
   return { error: { message, type: errorType(status) } };
 }
