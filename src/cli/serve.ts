@@ -38,7 +38,7 @@ function port(value: string): number {
 }
 
 /** A duration: "30s", "500ms", "2m", or a number of seconds. In milliseconds. */
-export function duration(value: string): number {
+function duration(value: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
   if (!m) throw new InvalidArgumentError(`expected a duration such as 30s, 500ms or 2m, got ${JSON.stringify(value)}`);
   const ms = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
@@ -96,7 +96,8 @@ export function serveCommand(): Command {
 Examples:
   $ altclip serve --model BAAI/AltCLIP --port 8080
   $ curl -s localhost:8080/v1/embeddings -H 'content-type: application/json' \\
-      -d '{"input": ["a photo of a cat", "一只猫"], "modality": "text"}'`,
+      -d '{"input": ["a photo of a cat", "一只猫"], "modality": "text"}'
+  $ altclip serve --db photos.db --host 0.0.0.0 --allowed-host photos.lan --api-key "$KEY"   # on the network`,
   );
   return cmd.action(async (flags: ServeFlags) => {
     await serve(flags);
