@@ -99,14 +99,13 @@ export function hostName(authority: string): string {
 export function isLoopbackName(name: string): boolean {
   if (name === 'localhost' || name.endsWith('.localhost')) return true;
   if (net.isIPv4(name)) return name.startsWith('127.');
-  if (net.isIPv6(name)) {
-    const block = new net.BlockList();
-    block.addAddress('::1', 'ipv6');
-    block.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
-    return block.check(name, 'ipv6');
-  }
+  if (net.isIPv6(name)) return LOOPBACK6.check(name, 'ipv6');
   return false;
 }
+
+const LOOPBACK6 = new net.BlockList();
+LOOPBACK6.addAddress('::1', 'ipv6');
+LOOPBACK6.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
 
 /** Constant-time comparison (of digests, so that the lengths do not leak either). */
 function sameSecret(given: string, expected: string): boolean {
