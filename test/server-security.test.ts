@@ -565,6 +565,34 @@ describe('honest drain', () => {
   // 16 requests written on connections the server has (or the kernel has) accepted, then SIGTERM after
   // a delay from the table: every one is answered 200 with the golden embedding, the process exits 0,
   // and nothing listens afterwards. Some of the 16 ride a keep-alive connection that already served one.
+  it('a body still uploading at SIGTERM is answered 200; a connection opened after the signal is not served', async () => {
+    const s = await serve(['--model', MODEL]);
+    try {
+      const upload = net.connect(s.port, '127.0.0.1');
+      await new Promise((resolve) => upload.once('connect', resolve));
+      let out = '';
+      upload.on('data', (d) => (out += d));
+      const closed = new Promise((resolve) => upload.once('close', resolve));
+      const text = request('POST', '/v1/embeddings', { host: 'localhost', body: CAT });
+      const half = text.length - 10;
+      upload.write(text.slice(0, half));
+      // The server has the headers (it answers a ping on another connection after them).
+      assert.equal((await raw(s.port, request('GET', '/health', { host: 'localhost' }))).status, 200);
+      s.child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 600)); // past the drain's grace (not a timing assertion)
+      const late = await raw(s.port, request('GET', '/health', { host: 'localhost' }), 10_000);
+      assert.notEqual(late.status, 200, 'a connection opened after the signal is not served');
+      upload.write(text.slice(half));
+      await closed;
+      const a = parse(out);
+      assert.equal(a.status, 200, out.slice(0, 200));
+      assertGoldenEmbedding(a.body, 'the upload finished after SIGTERM');
+      assert.equal(await s.exit, 0, s.stderr());
+    } finally {
+      s.child.kill('SIGKILL');
+    }
+  });
+
   for (const [run, delayMs] of [0, 1, 5, 20, 60].entries()) {
     it(`run ${run + 1}: SIGTERM ${delayMs} ms after 16 requests were sent -> 16 x 200, exit 0`, async () => {
       const s = await serve(['--model', MODEL, '--max-batch-size', '4', '--max-wait-ms', String(run * 20)]);
