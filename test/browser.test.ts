@@ -132,6 +132,48 @@ describe('the web page in chromium', () => {
     await page.screenshot({ path: path.join(SHOTS, 'browser-classify.png'), fullPage: true });
   });
 
+  it('a JPEG whose file has no extension is classified: the page sniffs the bytes, not the MIME type', async () => {
+    const bare = path.join(tmp, 'cat-photo');
+    fs.copyFileSync(path.join(FIXTURES, 'images', 'cat.jpg'), bare);
+    const labels = ['a cat', 'a dog'];
+    await page.goto(`${base}/`);
+    await page.setInputFiles('#file', bare);
+    await page.locator('#drop-text', { hasText: 'cat-photo' }).waitFor();
+    assert.match(await page.getAttribute('#preview', 'src') ?? '', /^data:image\/jpeg;base64,/);
+    await page.fill('#labels', labels.join('\n'));
+    await page.click('#classify');
+    await page.locator('#bars li').nth(labels.length - 1).waitFor();
+    assert.equal(await page.isHidden('#error'), true);
+    const shown = await page.$$eval('#bars li', (lis) => lis.map((li) => ({ label: (li as HTMLElement).dataset.label!, score: Number((li as HTMLElement).dataset.score) })));
+    const uri = `data:image/jpeg;base64,${fs.readFileSync(bare).toString('base64')}`;
+    assert.deepEqual(shown, (await api('/v1/classify', { image: uri, labels })).labels);
+  });
+
+  it('one indexed file removed since indexing: a broken tile, the other results shown, no error', async () => {
+    const all = (await api('/v1/search?q=cat&k=20')).results as Json[];
+    const gone = all.find((r) => path.basename(r.path) === 'palette.png')!;
+    const saved = fs.readFileSync(gone.path);
+    fs.rmSync(gone.path);
+    try {
+      await page.goto(`${base}/`);
+      await page.locator('#model').filter({ hasText: 'tiny-altclip' }).waitFor();
+      await page.fill('#query', 'cat');
+      await page.fill('#k', String(all.length));
+      await page.press('#query', 'Enter');
+      await page.locator('#grid li').nth(all.length - 1).waitFor();
+      await page.locator('#grid li.missing').waitFor();
+      await page.waitForFunction(() => [...document.querySelectorAll<HTMLImageElement>('#grid li:not(.missing) img')].every((i) => i.complete && i.naturalWidth > 0));
+      const missing = await page.$$eval('#grid li.missing', (lis) => lis.map((li) => (li as HTMLElement).dataset.path));
+      assert.deepEqual(missing, [gone.path]);
+      assert.equal(await page.locator('#grid li').count(), all.length);
+      assert.equal(await page.isHidden('#error'), true, 'no error for the whole search');
+      assert.match(await page.textContent('#search-status') ?? '', new RegExp(`^${all.length} results in \\d+ ms$`));
+      await page.screenshot({ path: path.join(SHOTS, 'browser-missing-file.png'), fullPage: true });
+    } finally {
+      fs.writeFileSync(gone.path, saved);
+    }
+  });
+
   it('errors are shown in the page: an undecodable image', async () => {
     const bad = path.join(tmp, 'not-an-image.png');
     fs.writeFileSync(bad, 'this is text, not a PNG');

@@ -181,6 +181,11 @@ export class ImageIndex {
     return hits.map((h) => ({ path: h.path, score: dot(vector, h.vector) })).sort((a, b) => b.score - a.score);
   }
 
+  /** What the index recorded of `file` (an indexed path): size, mtime, sha256; undefined when not indexed. */
+  async file(file: string): Promise<StoredFile | undefined> {
+    return this.store?.file(file);
+  }
+
   /** Releases the store and the models this index loaded. */
   async close(): Promise<void> {
     this.store?.close();

@@ -160,6 +160,13 @@ export class ImageStore {
     return out;
   }
 
+  /** The row of `file` without its vector, or undefined when none. */
+  async file(file: string): Promise<StoredFile | undefined> {
+    const rows = await this.guard(() => this.table.query().where(`path = ${sqlString(file)}`).select(['path', 'size', 'mtime', 'sha256']).limit(1).toArray());
+    const r = rows[0];
+    return r ? { path: r.path as string, size: Number(r.size), mtime: r.mtime as number, sha256: r.sha256 as string } : undefined;
+  }
+
   /** The stored vectors of `paths` (those present). */
   async vectors(paths: string[]): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();

@@ -26,6 +26,8 @@ export interface BatcherHooks {
   batch?(size: number, seconds: number): void;
   /** The number of inputs waiting changed. */
   queue?(depth: number): void;
+  /** A request's inputs were refused (QueueFullError). */
+  rejected?(wanted: number): void;
 }
 
 /** The queue cannot take a request's inputs now. */
@@ -66,6 +68,7 @@ export class DynamicBatcher<I> {
   private running = 0;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  private flushing = false;
   private idleWaiters: (() => void)[] = [];
   /** Recent seconds per input (exponential average), for Retry-After. */
   private secondsPerInput = 0;
@@ -94,6 +97,7 @@ export class DynamicBatcher<I> {
   submit(inputs: I[]): Promise<Float32Array>[] {
     if (this.closed) throw new ClosedError();
     if (this.queue.length + inputs.length > this.options.maxQueue) {
+      this.hooks.rejected?.(inputs.length);
       throw new QueueFullError(this.retryAfter(), this.queue.length, inputs.length);
     }
     const now = performance.now();
@@ -103,6 +107,12 @@ export class DynamicBatcher<I> {
     this.hooks.queue?.(this.queue.length);
     this.schedule();
     return promises;
+  }
+
+  /** From now on partial batches run at once (a server draining); inputs are still taken. */
+  flush(): void {
+    this.flushing = true;
+    this.schedule();
   }
 
   /** Refuses new inputs; resolves once everything queued or running has finished. */
@@ -126,7 +136,7 @@ export class DynamicBatcher<I> {
   private schedule(): void {
     while (this.running < this.options.concurrency && this.queue.length > 0) {
       const waited = performance.now() - this.queue[0]!.enqueuedAt;
-      if (!this.closed && this.queue.length < this.options.maxBatchSize && waited < this.options.maxWaitMs) {
+      if (!this.closed && !this.flushing && this.queue.length < this.options.maxBatchSize && waited < this.options.maxWaitMs) {
         // A partial batch: wait for more inputs, at most until the oldest has waited maxWaitMs.
         if (!this.timer) {
           this.timer = setTimeout(() => {

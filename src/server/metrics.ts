@@ -10,6 +10,7 @@ export interface ServerMetrics {
   queueDepth: Gauge<'modality'>;
   modelRun: Histogram<'modality'>;
   rejected: Counter<'modality'>;
+  rejectedRequests: Counter<'reason'>;
 }
 
 export function createMetrics(): ServerMetrics {
@@ -53,8 +54,15 @@ export function createMetrics(): ServerMetrics {
     }),
     rejected: new Counter({
       name: 'altclip_queue_rejected_total',
-      help: 'Requests refused with 429 because the queue was full',
+      help: 'Requests refused with 429 because the queue was full, by the modality whose queue was full',
       labelNames: ['modality'],
+      registers,
+    }),
+    rejectedRequests: new Counter({
+      name: 'altclip_http_rejected_total',
+      help: 'Requests and connections refused before a route ran or by a limit, by reason (host, auth, cors, '
+        + 'queue_full, body_too_large, uri_too_long, bad_request, timeout, connection_limit, shutting_down)',
+      labelNames: ['reason'],
       registers,
     }),
   };

@@ -6,10 +6,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { DEFAULT_HYPOTHESIS_TEMPLATE } from '../tasks/zero-shot.js';
-import { ApiError } from './errors.js';
+import { ApiError, echo } from './errors.js';
 import { type UrlPolicy, imageBytes } from './images.js';
 import type { ServerMetrics } from './metrics.js';
-import type { SearchIndex } from './search.js';
+import { type SearchIndex, readIndexedFile } from './search.js';
 import type { EmbeddingService } from './service.js';
 
 export interface RouteContext {
@@ -131,15 +131,16 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
   app.get('/v1/images/:id', async (request, reply) => {
     const db = index();
     const { id } = request.params as { id: string };
-    const file = await db.pathOf(id);
+    const file = await db.fileOf(id);
     if (!file) throw new ApiError(404, `no indexed image has id ${show(id)}`);
-    let data: Buffer;
-    try {
-      data = await fs.promises.readFile(file);
-    } catch {
-      throw new ApiError(404, `the indexed image ${show(id)} is no longer on disk`);
-    }
-    return reply.type(imageType(data)).header('x-content-type-options', 'nosniff').header('cache-control', 'private, max-age=300').send(data);
+    const data = await readIndexedFile(file);
+    if (!data) throw new ApiError(404, `the indexed image ${show(id)} is no longer on disk as it was indexed`);
+    // Revalidated on every use (a file removed or changed since indexing must not live on in a cache);
+    // the ETag is the indexed content's sha256, so an unchanged file costs a 304.
+    const etag = `"${file.sha256}"`;
+    reply.header('x-content-type-options', 'nosniff').header('cache-control', 'private, no-cache').header('etag', etag);
+    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    return reply.type(imageType(data)).send(data);
   });
 }
 
@@ -148,9 +149,7 @@ function bad(message: string): ApiError {
 }
 
 function show(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  const s = JSON.stringify(value) ?? String(value);
-  return s.length > 60 ? `${s.slice(0, 60)}...` : s;
+  return echo(value, 60);
 }
 
 function jsonObject(body: unknown): Record<string, unknown> {

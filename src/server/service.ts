@@ -67,6 +67,12 @@ export class EmbeddingService {
     return matmulTransposed(stackRows(imageRows), stackRows(textRows));
   }
 
+  /** Partial batches run at once from now on (the server is draining); inputs are still taken. */
+  flush(): void {
+    this.texts.flush();
+    this.images.flush();
+  }
+
   /** Stops taking inputs; resolves when every queued and running batch is done. */
   async close(): Promise<void> {
     await Promise.all([this.texts.close(), this.images.close()]);

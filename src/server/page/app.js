@@ -104,26 +104,57 @@ function resultItem(r) {
 }
 
 async function loadThumbnail(id, img) {
-  // Through fetch, not <img src>: the API key (if any) goes in a header.
-  const blob = await (await api(`/v1/images/${encodeURIComponent(id)}`)).blob();
-  const url = URL.createObjectURL(blob);
-  thumbnails.push(url);
-  img.src = url;
-  await img.decode().catch(() => {});
+  // Through fetch, not <img src>: the API key (if any) goes in a header. A file that is gone (or changed)
+  // since it was indexed is one broken tile; the other results stay.
+  try {
+    const blob = await (await api(`/v1/images/${encodeURIComponent(id)}`)).blob();
+    const url = URL.createObjectURL(blob);
+    thumbnails.push(url);
+    img.src = url;
+    await img.decode().catch(() => {});
+  } catch (err) {
+    if (err.status === 401) throw err;
+    const li = img.closest('li');
+    li.classList.add('missing');
+    li.title = `${li.dataset.path}: ${err.message}`;
+    img.alt = 'file missing';
+  }
 }
 
 // --- classify ----------------------------------------------------------------------------------------
 let imageDataUri = null;
 
+/**
+ * The image type from the file's first bytes, as the server decides it (src/image/decode.ts): a JPEG
+ * saved without an extension has no MIME type in the browser, and a misnamed file has the wrong one.
+ */
+function sniffImageType(b) {
+  const ascii = (at, s) => [...s].every((c, i) => b[at + i] === c.charCodeAt(0));
+  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'image/jpeg';
+  if (ascii(0, '\x89PNG\r\n\x1a\n')) return 'image/png';
+  if (ascii(0, 'GIF87a') || ascii(0, 'GIF89a')) return 'image/gif';
+  if (ascii(0, 'RIFF') && ascii(8, 'WEBP')) return 'image/webp';
+  if (ascii(0, 'BM')) return 'image/bmp';
+  return null;
+}
+
 function pick(file) {
   if (!file) return;
   const reader = new FileReader();
   reader.onload = () => {
-    imageDataUri = reader.result;
+    const payload = String(reader.result).replace(/^data:[^,]*,/, '');
+    if (payload === '') {
+      showError(new Error(`${file.name} is empty`));
+      return;
+    }
+    const head = Uint8Array.from(atob(payload.slice(0, 24)), (c) => c.charCodeAt(0));
+    // Bytes the page does not know are still sent: the server names what it found (or did not).
+    imageDataUri = `data:${sniffImageType(head) || 'image/x-unknown'};base64,${payload}`;
     $('preview').src = imageDataUri;
     $('preview').hidden = false;
     $('drop-text').textContent = file.name;
     $('bars').replaceChildren();
+    showError(null);
   };
   reader.onerror = () => showError(new Error(`cannot read ${file.name}`));
   reader.readAsDataURL(file);
