@@ -227,16 +227,15 @@ describe('altclip/web in Chromium', { timeout: 900_000 }, () => {
     const mask = g.get(`${c.name}/inputs/attention_mask`);
     const px = pixels.concat(c.model_call.pixel_values.concatenate_along_dim0);
     const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-web-q8-'));
-    // The page quantizes to 7-bit weights (WASM has no VNNI kernel); the Node package uses 8 bits on a VNNI CPU
-    // (q8WeightBits), so the reference is forced to the page's width.
-    const bitsBefore = process.env.ALTCLIP_Q8_BITS;
-    process.env.ALTCLIP_Q8_BITS = '7';
+    // One q8 scheme everywhere (models/quantize.ts' default; the page has no other): the Node package's
+    // default is the reference as it is, with no variable set
+    const schemeBefore = process.env.ALTCLIP_Q8_SCHEME;
+    delete process.env.ALTCLIP_Q8_SCHEME;
     let node: AltCLIPModel;
     try {
       node = await AltCLIPModel.fromPretrained(path.join(FIXTURES, 'models', 'tiny-altclip'), { dtype: 'q8', graphCacheDir, threads: 1 });
     } finally {
-      if (bitsBefore === undefined) delete process.env.ALTCLIP_Q8_BITS;
-      else process.env.ALTCLIP_Q8_BITS = bitsBefore;
+      if (schemeBefore !== undefined) process.env.ALTCLIP_Q8_SCHEME = schemeBefore;
     }
     const nodeImage = await node.getImageFeatures({ pixelValues: px });
     const nodeText = await node.getTextFeatures({ inputIds: ids, attentionMask: mask });
