@@ -10,10 +10,14 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { quantizedNames } from '../onnx/graph.js';
+import { AltCLIPConfig } from '../config.js';
+import { resolveFile, type PretrainedOptions } from '../hub/index.js';
+import { GraphBuilder, quantizedNames } from '../onnx/graph.js';
+import { readTensorBytes } from '../weights/dtype.js';
 import { writeSafetensors, type TensorSpec } from '../weights/safetensors_writer.js';
-import { openSafetensors, type TensorRef, type Weights } from '../weights/index.js';
+import { loadWeights, openSafetensors, type TensorRef, type Weights } from '../weights/index.js';
 import { withCacheDir, writeManifest } from './graph_cache.js';
+import { buildTextGraph, buildVisionGraph } from './modeling_altclip.js';
 
 const FORMAT = 'altclip-q8-v5';
 
@@ -191,4 +195,121 @@ function writeQuantized(file: string, weights: Weights, names: string[], bits: W
         return new Uint8Array(out);
     }
   }, { format: FORMAT, weight_bits: String(bits) });
+}
+
+// ---------------------------------------------------------------------------------------------
+// q8 checkpoints (`altclip convert --dtype q8`): the quantized Linear weights stored as
+// `<name>.q8` (int8 [in, out]) and `<name>.q8_scale` (float32 [out]) in place of `<name>`, every other
+// tensor as it was, and the scheme's name in the safetensors metadata. Loading one quantizes nothing.
+
+/** The safetensors metadata key naming a q8 checkpoint's scheme. */
+export const Q8_SCHEME_METADATA = 'altclip_q8_scheme';
+
+/** A safetensors file's `__metadata__` (an empty object when it has none). */
+function safetensorsMetadata(file: string): Record<string, string> {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    fs.readSync(fd, len, 0, 8, 0);
+    const n = Number(len.readBigUInt64LE(0));
+    const header = Buffer.alloc(n);
+    fs.readSync(fd, header, 0, n, 8); // openSafetensors has already checked the header
+    const meta = (JSON.parse(header.toString('utf8')) as { __metadata__?: Record<string, string> }).__metadata__;
+    return meta ?? {};
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * The scheme of a q8 checkpoint (its weights hold `<name>.q8` tensors), from its metadata; undefined
+ * for a float checkpoint. A q8 checkpoint without a known scheme is refused.
+ */
+export function prequantizedScheme(weights: Weights, source: string): Q8Scheme | undefined {
+  const q = [...weights.tensors.values()].find((r) => r.name.endsWith('.q8'));
+  if (!q) return undefined;
+  const name = q.data ? undefined : safetensorsMetadata(q.file)[Q8_SCHEME_METADATA];
+  const scheme = name !== undefined && Object.hasOwn(Q8_SCHEMES, name) ? Q8_SCHEMES[name] : undefined;
+  if (!scheme) {
+    throw new Error(`${source}: holds int8 weights (${q.name}) but ${name === undefined ? `no q8 scheme in its metadata (${Q8_SCHEME_METADATA})`
+      : `the unknown q8 scheme ${JSON.stringify(name)} (known: ${Object.keys(Q8_SCHEMES).join(', ')})`}`);
+  }
+  return scheme;
+}
+
+/** The [out, in] Linear weights `scheme`'s graphs take in int8 (what modeling_altclip.ts asks for). */
+export function q8LinearNames(config: AltCLIPConfig, tensors: ReadonlyMap<string, TensorRef>, scheme: Q8Scheme): string[] {
+  const source = { get: (name: string) => tensors.get(name) };
+  const variant = { full: false, quantized: true, weightBits: scheme.weightBits, int8TextAttention: scheme.textAttention };
+  const text = new GraphBuilder('text-q8', source);
+  buildTextGraph(text, config.textConfig, variant, { prefix: 'text_model', projectionDim: config.projectionDim });
+  const vision = new GraphBuilder('vision-q8', source);
+  buildVisionGraph(vision, config.visionConfig, variant, { prefix: 'vision_model', projectionDim: config.projectionDim });
+  return [...new Set([...text.quantized, ...vision.quantized])].sort();
+}
+
+/** The files of a hub model folder besides the weights (those present are copied as they are). */
+const CHECKPOINT_FILES = ['config.json', 'preprocessor_config.json', 'tokenizer_config.json', 'special_tokens_map.json',
+  'sentencepiece.bpe.model', 'tokenizer.json', 'generation_config.json'];
+
+export interface ConvertResult {
+  out: string;
+  scheme: string;
+  quantized: number;
+  tensors: number;
+  bytes: number;
+  files: string[];
+}
+
+/**
+ * Writes a q8 checkpoint of `pathOrRepoId` to the folder `out` (hub layout: config, tokenizer and
+ * preprocessor files, model.safetensors, README.md): the Linear weights `scheme` quantizes as int8 +
+ * scales, computed exactly as quantize-at-load does, so it gives the same outputs.
+ */
+export async function convertToQ8(pathOrRepoId: string, out: string, options: PretrainedOptions & { scheme?: Q8Scheme } = {}): Promise<ConvertResult> {
+  const scheme = options.scheme ?? q8Scheme();
+  const config = await AltCLIPConfig.fromPretrained(pathOrRepoId, options);
+  const weights = await loadWeights(pathOrRepoId, options);
+  const already = prequantizedScheme(weights, pathOrRepoId);
+  if (already) throw new Error(`${pathOrRepoId} is already a q8 checkpoint (scheme ${already.name})`);
+  const names = new Set(q8LinearNames(config, weights.tensors, scheme));
+  fs.mkdirSync(out, { recursive: true });
+  const copied: string[] = [];
+  for (const f of CHECKPOINT_FILES) {
+    const file = await resolveFile(pathOrRepoId, f, { ...options, optional: true });
+    if (!file) continue;
+    fs.copyFileSync(file, path.join(out, f));
+    copied.push(f);
+  }
+  const refs = [...weights.tensors.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const specs: TensorSpec[] = [];
+  const source: (() => Uint8Array)[] = [];
+  let current: { q: Int8Array; scale: Float32Array } | undefined;
+  for (const ref of refs) {
+    if (!names.has(ref.name)) {
+      specs.push({ name: ref.name, dtype: ref.dtype, shape: ref.shape });
+      source.push(() => readTensorBytes(ref));
+      continue;
+    }
+    const [o, i] = ref.shape as [number, number];
+    const [q, scale] = quantizedNames(ref.name);
+    specs.push({ name: q, dtype: 'I8', shape: [i, o] }, { name: scale, dtype: 'F32', shape: [o] });
+    source.push(() => {
+      current = quantizeLinear(weights.readFloat32(ref.name), o, i, scheme.weightBits);
+      return new Uint8Array(current.q.buffer);
+    }, () => new Uint8Array(current!.scale.buffer));
+  }
+  const file = path.join(out, 'model.safetensors');
+  writeSafetensors(file, specs, (k) => source[k]!(), { format: 'pt', [Q8_SCHEME_METADATA]: scheme.name });
+  fs.writeFileSync(path.join(out, 'README.md'), `---
+library_name: altclip
+tags: [altclip, clip, int8]
+---
+# ${path.basename(path.resolve(out))}: AltCLIP with int8 weights (q8 scheme \`${scheme.name}\`)
+
+Converted from \`${pathOrRepoId}\` by \`altclip convert --dtype q8\`: ${names.size} Linear weights as int8 +
+per-output-channel scales (\`<name>.q8\`, \`<name>.q8_scale\`), every other tensor as it was. Load it with
+\`AltCLIPModel.fromPretrained(<this folder or repo>, { dtype: "q8" })\` (Node or the browser build).
+`);
+  return { out, scheme: scheme.name, quantized: names.size, tensors: specs.length, bytes: fs.statSync(file).size, files: [...copied, 'model.safetensors', 'README.md'] };
 }

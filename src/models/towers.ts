@@ -9,7 +9,7 @@ import type { ModelOptions, OutputFlags, TextInputs, TowerOutput, VisionInputs }
 import { batchSlice, concatBatch, imagesPerRun, lengthGroups, unpaddedLengths } from './batching.js';
 import { createSession } from './graph_cache.js';
 import { buildTextGraph, buildVisionGraph, interpolatePositionEmbeddings, type GraphVariant } from './modeling_altclip.js';
-import { q8Scheme, quantizedWeights, type Q8Scheme } from './quantize.js';
+import { prequantizedScheme, q8Scheme, quantizedWeights, type Q8Scheme } from './quantize.js';
 import { checkSessionOptions, type Session } from './session.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -87,6 +87,8 @@ export class Tower {
   private readonly precision: Pick<GraphVariant, 'quantized' | 'weightBits' | 'int8TextAttention'>;
   /** dtype "q8": the model's scheme (quantize.ts), fixed when the model is made. */
   readonly scheme?: Q8Scheme;
+  /** The checkpoint holds the int8 weights (altclip convert): nothing is quantized. */
+  private readonly prequantized: boolean;
 
   constructor(
     private readonly name: string,
@@ -99,8 +101,17 @@ export class Tower {
     checkSessionOptions(options);
     // the q8 scheme is read once, when the model is made: every later graph of this tower uses the same
     // (ALTCLIP_Q8_SCHEME may change afterwards)
+    // a q8 checkpoint (altclip convert) brings its own scheme and int8 weights
+    const stored = prequantizedScheme(weights, source);
+    this.prequantized = stored !== undefined;
+    if (stored && options.dtype !== 'q8') {
+      throw new Error(`${source}: a q8 checkpoint (int8 weights, scheme ${stored.name}): load it with dtype "q8"`);
+    }
+    if (stored && q8Scheme().name !== stored.name && globalThis.process?.env?.ALTCLIP_Q8_SCHEME) {
+      throw new Error(`${source}: a q8 checkpoint of scheme ${stored.name}, but ALTCLIP_Q8_SCHEME asks for ${q8Scheme().name}`);
+    }
     if (options.dtype === 'q8') {
-      this.scheme = q8Scheme();
+      this.scheme = stored ?? q8Scheme();
       this.precision = { quantized: true, weightBits: this.scheme.weightBits, int8TextAttention: this.scheme.textAttention };
     } else {
       this.precision = { quantized: false };
@@ -119,6 +130,7 @@ export class Tower {
     if (g.quantized.size && !g.problems.length) {
       const names = [...g.quantized].sort();
       const key = names.join('\n');
+      if (this.prequantized) this.q8.set(key, this.weights.tensors);
       if (!this.q8.has(key)) this.q8.set(key, quantizedWeights(this.weights, names, this.options.graphCacheDir, this.scheme!.weightBits));
       g.addQuantized(this.q8.get(key)!);
     }

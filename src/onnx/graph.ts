@@ -141,8 +141,15 @@ export class GraphBuilder {
    * the graph asks for is what gets quantized.
    */
   quantizedWeight(name: string, shape: [number, number]): [string, string, string] {
+    const names = quantizedNames(name);
+    // a q8 checkpoint (`altclip convert`): the int8 tensors are in it, the float weight is not
+    if (!this.weights.get(name) && this.weights.get(names[0])) {
+      const [out, inFeatures] = shape;
+      if (this.checked(names[0], [inFeatures, out]) && this.checked(names[1], [out])) this.quantized.add(name);
+      return names;
+    }
     if (this.checked(name, shape)) this.quantized.add(name);
-    return quantizedNames(name);
+    return names;
   }
 
   /** Supplies the int8 tensors of every weight in `quantized` (a missing one is a problem like any other). */

@@ -1,6 +1,6 @@
 // torch.nn building blocks as graph fragments. Activations are 2-D [tokens, features] between
 // blocks, so that Linear layers are single Gemm nodes on the checkpoint's [out, in] weights.
-import { quantizedNames, type GraphBuilder } from './graph.js';
+import type { GraphBuilder } from './graph.js';
 
 export interface LinearOptions {
   /**
@@ -49,10 +49,9 @@ export function linear(g: GraphBuilder, x: string, prefix: string, inFeatures: n
       const y = g.node('Mul', [product, rowScale]);
       return biasValue ? g.node('Add', [y, biasValue]) : y;
     }
-    // com.microsoft.DynamicQuantizeMatMul(A float, B int8 [in, out], b_scale [out], b_zero_point [out], bias)
-    const [, , zeroPoint] = quantizedNames(`${prefix}.weight`);
-    const inputs = [x, b, bScale, zeroPoint];
-    if (biasValue) inputs.push(biasValue);
+    // com.microsoft.DynamicQuantizeMatMul(A float, B int8 [in, out], b_scale [out], b_zero_point (none: 0), bias)
+    const inputs = [x, b, bScale];
+    if (biasValue) inputs.push('', biasValue);
     return g.node('DynamicQuantizeMatMul', inputs, {}, { domain: 'com.microsoft' });
   }
   const inputs = [x, g.weight(`${prefix}.weight`, [outFeatures, inFeatures])];

@@ -12,6 +12,15 @@ import { DEFAULT_Q8_SCHEME, Q8_SCHEMES, type Q8Scheme } from '../models/quantize
 export { quantizeLinear, type Q8Scheme } from '../models/quantize.js';
 
 /**
+ * models/quantize.ts' prequantizedScheme for the page, which reads no file headers: a checkpoint with
+ * int8 tensors (altclip convert) is taken to be of the page's scheme (the default).
+ */
+export function prequantizedScheme(weights: Weights, _source: string): Q8Scheme | undefined {
+  for (const name of weights.tensors.keys()) if (name.endsWith('.q8')) return q8Scheme();
+  return undefined;
+}
+
+/**
  * The page's q8 scheme: the Node package's default (models/quantize.ts), so a page and a Node process
  * compute the same vectors (the same integers; only float rounding differs). The page has no opt-in.
  */
