@@ -6,7 +6,7 @@
 // cache, whose snapshot files are symlinks) works. Files are written atomically (fsutil.ts) and reused.
 //
 // Layout of a cache folder (ALTCLIP_CACHE, else $XDG_CACHE_HOME/altclip, else ~/.cache/altclip):
-//   graphs/<tower>[-full][-interp][-q8]-<key>/
+//   graphs/<tower>[-full][-interp][-<q8 scheme name>]-<key>/
 //     model.onnx              the graph (key: sha256 of its bytes and of the weight files' identity)
 //     weights-<i>.<ext>       hard links to the checkpoint files (no extra disk space while they exist)
 //     source.json             the files linked (path, device, inode, size, mtime): for list / prune
