@@ -1,21 +1,26 @@
 // Batch invariance (issue 25): an embedding is a function of its input and the model, never of what
 // else is in its batch. For q8 (the default scheme, quantize.ts) and fp32, on the fixture models:
 // every input alone vs in batches of other sizes and orders (model calls), a request alone vs merged
-// with concurrent ones by a real `altclip serve`, and `altclip embed` at batch sizes 1, 3 and 8. The
+// with concurrent ones by a real `altclip serve`, `altclip embed` at batch sizes 1, 3 and 8, and a
+// worker fleet (`altclip index --queue` on a real redis-server) at shard sizes 3 and 8. The
 // opt-in per-tensor scheme is run through the same check to show that the check catches a scheme
 // that is not invariant. Differences are printed per case ("identical" where they are 0).
 import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
+
+import * as lancedb from '@lancedb/lancedb';
 
 import { readNpyHeader } from '../src/cli/npy.js';
 import { AltCLIPModel } from '../src/models/altclip.js';
 import { DEFAULT_Q8_SCHEME } from '../src/models/quantize.js';
 import { AltCLIPProcessor } from '../src/processor.js';
 import { Tensor } from '../src/tensor.js';
-import { altclip, start } from './helpers/cli.js';
+import { altclip, start, startAltclip } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-q8-inv-'));
@@ -192,6 +197,62 @@ describe('batch invariance', () => {
       const d = Math.max(...outs.slice(1).flatMap((rows) => rows.map((row, i) => maxDiff(row, outs[0]![i]!))));
       console.log(`embed ${dtype}: batch sizes 3, 8 vs 1: ${show(d)}`);
       assert.ok(d <= TOL, `${dtype}: ${d}`);
+    }
+  });
+
+  it('a worker fleet (altclip index --queue, redis-server on loopback): shard sizes 3 and 8 = the single-process index, q8 and fp32', async () => {
+    const dir = path.join(tmp, 'fleet-images');
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of IMAGES.slice(0, 8)) fs.copyFileSync(f, path.join(dir, path.basename(f)));
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+      srv.on('error', reject);
+    });
+    const redisDir = fs.mkdtempSync(path.join(tmp, 'redis-'));
+    const redis = spawn('/usr/bin/redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', redisDir, '--save', '', '--appendonly', 'no', '--protected-mode', 'yes']);
+    let redisOut = '';
+    redis.stdout.on('data', (d) => (redisOut += d));
+    const rowsOf = async (db: string) => {
+      const conn = await lancedb.connect(db);
+      const table = await conn.openTable('images');
+      const out = new Map<string, Float32Array>();
+      for (const r of await table.query().toArray()) out.set(r.path as string, Float32Array.from((r.vector as { toArray(): Float32Array }).toArray()));
+      table.close();
+      return out;
+    };
+    const model = path.join(FIXTURES, 'models', 'tiny-altclip');
+    try {
+      for (let i = 0; i < 300 && !/Ready to accept connections/.test(redisOut); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.match(redisOut, /Ready to accept connections/);
+      for (const [k, dtype] of (['q8', 'fp32'] as const).entries()) {
+        const single = await altclip(['index', dir, '--db', path.join(tmp, `fleet-ref-${dtype}.db`), '--model', model, '--dtype', dtype, '--threads', '1'], cache);
+        assert.equal(single.code, 0, single.stderr);
+        const ref = await rowsOf(path.join(tmp, `fleet-ref-${dtype}.db`));
+        assert.equal(ref.size, 8);
+        for (const [j, shard] of [3, 8].entries()) {
+          const queue = `redis://127.0.0.1:${port}/${2 * k + j}`;
+          const db = path.join(tmp, `fleet-${dtype}-${shard}.db`);
+          const worker = startAltclip(['worker', '--queue', queue, '--dtype', dtype, '--threads', '1'], cache);
+          try {
+            const run = await startAltclip(['index', dir, '--db', db, '--queue', queue, '--model', model, '--dtype', dtype, '--shard-size', String(shard)], cache).done;
+            assert.equal(run.code, 0, run.stderr);
+          } finally {
+            worker.child.kill('SIGTERM');
+            await worker.done;
+          }
+          const rows = await rowsOf(db);
+          assert.equal(rows.size, 8);
+          const d = Math.max(...[...ref].map(([p, v]) => maxDiff(rows.get(p)!, v)));
+          console.log(`fleet ${dtype}, shard size ${shard} vs single process: ${show(d)}`);
+          assert.ok(d <= TOL, `${dtype} shard size ${shard}: ${d}`);
+        }
+      }
+    } finally {
+      redis.kill('SIGTERM');
+      await new Promise((r) => (redis.exitCode !== null ? r(null) : redis.once('exit', r)));
     }
   });
 });
