@@ -147,12 +147,19 @@ describe('q8 checkpoints (altclip convert)', () => {
     fs.writeFileSync(`${out}.meta.json`, JSON.stringify(meta));
     const old = await altclip(['embed', IMAGES[2]!, '--out', out, '-m', model, '--dtype', 'q8', '--resume'], cache);
     assertOneLineError(old, /its rows come from .*q8 \(scheme unrecorded: made before q8 schemes were named\)/);
-    // fp32 records need no scheme (absent or null alike)
+    // a q8 checkpoint's rows are recorded with its own scheme (not the default the environment names)
+    const converted = path.join(tmp, 'resume-ckpt-w7');
+    await convertToQ8(model, converted, { scheme: Q8_SCHEMES['ort-dynamic-w7'] });
+    const ck = path.join(tmp, 'resume-ckpt.npy');
+    const ckRun = await altclip(['embed', IMAGES[0]!, '--out', ck, '-m', converted, '--dtype', 'q8'], cache);
+    assert.equal(ckRun.code, 0, ckRun.stderr);
+    assert.equal(JSON.parse(fs.readFileSync(`${ck}.meta.json`, 'utf8')).q8Scheme, 'ort-dynamic-w7');
+    // fp32 records have no scheme (absent, or null alike)
     const fp = path.join(tmp, 'resume-fp32.npy');
     assert.equal((await altclip(['embed', IMAGES[0]!, '--out', fp, '-m', model], cache)).code, 0);
     const fpMeta = JSON.parse(fs.readFileSync(`${fp}.meta.json`, 'utf8'));
-    assert.equal(fpMeta.q8Scheme, null);
-    delete fpMeta.q8Scheme;
+    assert.equal('q8Scheme' in fpMeta, false);
+    fpMeta.q8Scheme = null;
     fs.writeFileSync(`${fp}.meta.json`, JSON.stringify(fpMeta));
     assert.equal((await altclip(['embed', IMAGES[1]!, '--out', fp, '-m', model, '--resume'], cache)).code, 0);
   });

@@ -28,7 +28,7 @@ export interface EmbedMeta {
   revision: string | null;
   dtype: 'fp32' | 'q8';
   /**
-   * dtype "q8": the scheme's name (models/quantize.ts' q8Scheme), null for fp32. A q8 record without it
+   * dtype "q8": the scheme's name (models/quantize.ts' q8Scheme); absent for fp32. A q8 record without it
    * was written before schemes were named (its numbers depended on the CPU): --resume refuses it.
    */
   q8Scheme?: string | null;
@@ -104,7 +104,7 @@ export function metaOf(identity: ModelIdentity | undefined, modelArg: string, no
     model: identity?.model ?? modelArg,
     revision: identity?.revision ?? null,
     dtype: identity?.dtype ?? dtype ?? 'fp32',
-    q8Scheme: (identity?.dtype ?? dtype) === 'q8' ? q8SchemeName() : null,
+    ...((identity?.dtype ?? dtype) === 'q8' ? { q8Scheme: q8SchemeName() } : {}),
     normalize,
   };
 }

@@ -237,6 +237,14 @@ export function prequantizedScheme(weights: Weights, source: string): Q8Scheme |
   return scheme;
 }
 
+/**
+ * The q8 scheme `pathOrRepoId` loads with in dtype "q8": a q8 checkpoint's own, else q8Scheme() (what
+ * a record of its vectors must name). Reads the weights' headers only.
+ */
+export async function q8SchemeOf(pathOrRepoId: string, options: PretrainedOptions = {}): Promise<Q8Scheme> {
+  return prequantizedScheme(await loadWeights(pathOrRepoId, options), pathOrRepoId) ?? q8Scheme();
+}
+
 /** The [out, in] Linear weights `scheme`'s graphs take in int8 (what modeling_altclip.ts asks for). */
 export function q8LinearNames(config: AltCLIPConfig, tensors: ReadonlyMap<string, TensorRef>, scheme: Q8Scheme): string[] {
   const source = { get: (name: string) => tensors.get(name) };
