@@ -6,8 +6,8 @@
 //     --inputs bench/.cache/inputs.safetensors [--rows image8,text32] [--rounds 6] [--threads 2]
 //     [--variants w7,w8] [--budget-s 900]
 //
-// Variants: w7 / w8 = q8 with 7- / 8-bit weights (ALTCLIP_Q8_BITS, src/models/quantize.ts); w8f = 8-bit
-// weights with the text tower's attention projections left in fp32 (ALTCLIP_Q8_TEXT_ATTENTION=0).
+// Variants: q8 scheme names (ALTCLIP_Q8_SCHEME, src/models/quantize.ts' Q8_SCHEMES); the short names w7 /
+// w8 are the per-tensor schemes from before issue 25 (ort-dynamic-w7 / ort-dynamic-w8-vnni).
 // Cosines are per row against fp32 features computed first (fp32 then disposed to bound memory).
 import { Tensor } from 'onnxruntime-node';
 
@@ -34,9 +34,7 @@ function minCosine(a: Tensor, b: Tensor): number {
   return worst;
 }
 
-const VARIANTS: Record<string, { bits: '7' | '8'; textAttention?: '0' }> = {
-  w7: { bits: '7' }, w8: { bits: '8' }, w8f: { bits: '8', textAttention: '0' },
-};
+const VARIANTS: Record<string, string> = { w7: 'ort-dynamic-w7', w8: 'ort-dynamic-w8-vnni' };
 
 async function main() {
   const modelDir = arg('--model');
@@ -65,11 +63,7 @@ async function main() {
 
   const models: Record<string, AltCLIPModel> = {};
   for (const n of names) {
-    const v = VARIANTS[n];
-    if (!v) throw new Error(`ab_q8: unknown variant ${n}`);
-    process.env.ALTCLIP_Q8_BITS = v.bits;
-    if (v.textAttention) process.env.ALTCLIP_Q8_TEXT_ATTENTION = v.textAttention;
-    else delete process.env.ALTCLIP_Q8_TEXT_ATTENTION;
+    process.env.ALTCLIP_Q8_SCHEME = VARIANTS[n] ?? n;
     const t = performance.now();
     models[n] = await AltCLIPModel.fromPretrained(modelDir, { threads, dtype: 'q8', graphCacheDir: `${cacheRoot}-q8` });
     for (const r of rows) await call(models[n]!, r); // warm-up

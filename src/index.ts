@@ -7,6 +7,7 @@ export {
   type AltCLIPOutput, type ModelOptions, type OutputFlags, type TextInputs, type TowerOutput, type VisionInputs,
 } from './models/altclip.js';
 export { defaultGraphCacheDir, freedBytes, listCache, pruneCache, type CacheEntry } from './models/graph_cache.js';
+export { DEFAULT_Q8_SCHEME, Q8_SCHEMES, convertToQ8, q8Scheme, q8SchemeName, q8SchemeOf, type ConvertResult, type Q8Scheme } from './models/quantize.js';
 export { XLMRobertaTokenizer } from './tokenizer/index.js';
 export type { BatchEncodeOptions, BatchEncoding, DecodeOptions, EncodeOptions, TokenizerOptions } from './tokenizer/index.js';
 export * from './image/index.js';

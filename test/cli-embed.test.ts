@@ -157,7 +157,7 @@ describe('altclip embed --resume: only rows of the same model and settings', { c
     const q8 = await altclip([...more, '-m', MODEL, '--no-normalize', '--dtype', 'q8']);
     const otherModel = await altclip([...more, '-m', path.join(FIXTURES, 'models', 'tiny-altclip-bin'), '--no-normalize']);
     assertOneLineError(normalised, /cannot resume .*settings\.npy: its rows come from .*tiny-altclip, fp32, not normalised .* but this run uses .*tiny-altclip, fp32, normalised/);
-    assertOneLineError(q8, /its rows come from .*, fp32, .* but this run uses .*, q8, /);
+    assertOneLineError(q8, /its rows come from .*, fp32, .* but this run uses .*, q8 \(scheme altclip-q8-w8a7-row-v1\), /);
     assertOneLineError(otherModel, /its rows come from .*tiny-altclip, .* but this run uses .*tiny-altclip-bin, /);
     assert.equal(readNpyHeader(out).rows, 1, 'nothing was added');
     const same = await altclip([...more, '-m', path.relative(ROOT, MODEL), '--no-normalize', '--json']);

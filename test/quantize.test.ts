@@ -1,5 +1,6 @@
-// dtype "q8": int8 encoder Linear weights. Checks the quantizer's arithmetic, and that q8 embeddings
-// stay close to fp32 ones (cosine) with the same zero-shot ranking, on every fixture input.
+// dtype "q8": int8 encoder Linear weights. Checks the quantizer's arithmetic, the named schemes (one
+// default on every CPU, opt-ins by name only), and that q8 embeddings stay close to fp32 ones (cosine)
+// with the same zero-shot ranking, on every fixture input. Batch invariance: q8-invariance.test.ts.
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -7,7 +8,7 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 
 import { AltCLIPModel } from '../src/models/altclip.js';
-import { cpuHasVnni, hasVnniFlag, q8WeightBits, quantizeLinear, type WeightBits } from '../src/models/quantize.js';
+import { DEFAULT_Q8_SCHEME, Q8_SCHEMES, cpuHasVnni, hasVnniFlag, q8Scheme, q8SchemeName, quantizeLinear } from '../src/models/quantize.js';
 import { Tensor } from '../src/tensor.js';
 import { openSafetensors, readTensorBytes } from '../src/weights/index.js';
 import { writeSafetensors } from '../src/weights/safetensors_writer.js';
@@ -16,15 +17,15 @@ import { FIXTURES, Goldens } from './helpers/goldens.js';
 const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-q8-'));
 after(() => fs.rmSync(graphCacheDir, { recursive: true, force: true }));
 
-/** Runs `fn` with ALTCLIP_Q8_BITS set to `bits` (quantize.ts reads it when it quantizes), restoring it after. */
-async function withBits<T>(bits: WeightBits, fn: () => Promise<T>): Promise<T> {
-  const before = process.env.ALTCLIP_Q8_BITS;
-  process.env.ALTCLIP_Q8_BITS = String(bits);
+/** Runs `fn` with ALTCLIP_Q8_SCHEME set to `scheme` (read when a q8 model is made), restoring it after. */
+async function withScheme<T>(scheme: string, fn: () => Promise<T>): Promise<T> {
+  const before = process.env.ALTCLIP_Q8_SCHEME;
+  process.env.ALTCLIP_Q8_SCHEME = scheme;
   try {
     return await fn();
   } finally {
-    if (before === undefined) delete process.env.ALTCLIP_Q8_BITS;
-    else process.env.ALTCLIP_Q8_BITS = before;
+    if (before === undefined) delete process.env.ALTCLIP_Q8_SCHEME;
+    else process.env.ALTCLIP_Q8_SCHEME = before;
   }
 }
 
@@ -55,32 +56,42 @@ describe('q8', () => {
     assert.deepEqual([...q], [127, 0, -127, -64, 0, 64, 32, 0, 1]);
   });
 
-  it('weight bits: 8 only when every processor lists avx512_vnni or avx_vnni; ALTCLIP_Q8_BITS forces it', () => {
+  it('one named scheme: the default on every CPU, another only by name (ALTCLIP_Q8_SCHEME); VNNI detection is only reported', () => {
     const zen4 = 'processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu avx2 avx512f avx512_vnni\n';
-    const alder = 'flags\t\t: fpu avx2 avx_vnni\n';
     const avx2 = 'processor\t: 0\nflags\t\t: fpu avx2 fma\n';
     assert.equal(hasVnniFlag(zen4), true);
-    assert.equal(hasVnniFlag(alder), true);
+    assert.equal(hasVnniFlag('flags\t\t: fpu avx2 avx_vnni\n'), true);
     assert.equal(hasVnniFlag(avx2), false);
-    assert.equal(hasVnniFlag(zen4 + '\n' + avx2), false); // not every processor: unsure, 7 bits
-    assert.equal(hasVnniFlag('flags\t\t: avx512_vnnix\n'), false); // whole flags only
-    assert.equal(hasVnniFlag(''), false);
-    assert.equal(q8WeightBits({ ALTCLIP_Q8_BITS: '7' }), 7);
-    assert.equal(q8WeightBits({ ALTCLIP_Q8_BITS: '8' }), 8);
-    assert.equal(q8WeightBits({}), cpuHasVnni() ? 8 : 7);
-    assert.throws(() => q8WeightBits({ ALTCLIP_Q8_BITS: '16' }), /ALTCLIP_Q8_BITS must be 7 or 8, got "16"/);
+    assert.equal(hasVnniFlag(zen4 + '\n' + avx2), false);
+    assert.equal(hasVnniFlag('flags\t\t: avx512_vnnix\n'), false);
+    // the default names what it computes, and does not depend on the CPU (no cpuinfo is consulted)
+    const d = q8Scheme({});
+    assert.equal(d.name, DEFAULT_Q8_SCHEME);
+    assert.equal(q8SchemeName({}), DEFAULT_Q8_SCHEME);
+    assert.deepEqual({ ...d }, { name: 'altclip-q8-w8a7-row-v1', weightBits: 8, activations: 'row', activationBits: 7, textAttention: false, batchInvariant: true, portable: true });
+    // no int16 pair-sum saturation anywhere: 2 * max|a| * max|b| <= 32767 for the portable schemes
+    for (const s of Object.values(Q8_SCHEMES)) {
+      const a = s.activations === 'row' ? 2 ** s.activationBits - 1 : 255;
+      const b = s.weightBits === 8 ? 127 : 63;
+      assert.equal(2 * a * b <= 32767, s.portable, s.name);
+    }
+    assert.equal(q8Scheme({ ALTCLIP_Q8_SCHEME: 'ort-dynamic-w8-vnni' }).activations, 'tensor');
+    assert.equal(q8Scheme({ ALTCLIP_Q8_SCHEME: '' }).name, DEFAULT_Q8_SCHEME);
+    for (const bad of ['w8', 'toString', '__proto__', 'ALTCLIP-Q8-W8A7-ROW-V1']) {
+      assert.throws(() => q8Scheme({ ALTCLIP_Q8_SCHEME: bad }), /ALTCLIP_Q8_SCHEME: unknown q8 scheme .* \(known: altclip-q8-w8a7-row-v1, /);
+    }
   });
 
-  it('7- and 8-bit weights are cached apart (file name, id, graph) and never reused across the two', async () => {
+  it('two schemes (8- and 7-bit weights) are cached apart (file name, id, graph) and never reused across the two', async () => {
     const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
     const cache = path.join(graphCacheDir, 'bits');
     const graphsOf = () => new Set(fs.readdirSync(path.join(cache, 'graphs')));
     const q8Files = () => fs.readdirSync(path.join(cache, 'q8')).filter((f) => f.endsWith('.safetensors')).sort();
-    await withBits(7, async () => (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose());
+    await withScheme('ort-dynamic-w7', async () => (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose());
     const w7 = q8Files(); // one file per tower (each tower's graph asks for its own weights)
     assert.ok(w7.length >= 1 && w7.every((f) => /^[0-9a-f]{24}-w7\.safetensors$/.test(f)), w7.join(', '));
     const graphs7 = graphsOf();
-    await withBits(8, async () => (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose());
+    await withScheme(DEFAULT_Q8_SCHEME, async () => (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose());
     const files = q8Files();
     const w8 = files.filter((f) => !w7.includes(f));
     assert.equal(w8.length, w7.length, files.join(', '));
@@ -89,7 +100,7 @@ describe('q8', () => {
     assert.ok(w8.every((f) => !ids7.has(f.slice(0, 24)))); // the id differs too, not only the suffix
     // the graphs reference their q8 file, so each choice gets its own graph folders (and prepacked copies)
     const graphs8 = [...graphsOf()].filter((d) => !graphs7.has(d));
-    assert.ok(graphs8.length >= 2 && graphs8.every((d) => d.includes('-q8w8-')), graphs8.join(', '));
+    assert.ok(graphs8.length >= 2 && graphs8.every((d) => d.includes(`-${DEFAULT_Q8_SCHEME}-`)), graphs8.join(', '));
     // the bytes: |q| reaches 63 (7-bit) or 127 (8-bit) in every matrix, never more
     for (const [group, qmax] of [[w7, 63], [w8, 127]] as const) {
       for (const file of group) {
@@ -103,7 +114,7 @@ describe('q8', () => {
       }
     }
     // loading again with either choice reuses its own file: still two
-    await withBits(7, async () => (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose());
+    await withScheme('ort-dynamic-w7', async () => (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose());
     assert.deepEqual(q8Files(), files);
   });
 
@@ -132,47 +143,49 @@ describe('q8', () => {
     assert.ok(ties > 100, `${ties} ties`);
   });
 
-  it('a q8 model keeps the weight bits it was made with: changing ALTCLIP_Q8_BITS later builds no other graph', async () => {
+  it('a q8 model keeps the scheme it was made with: changing ALTCLIP_Q8_SCHEME later builds no other graph', async () => {
     const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
-    const cache = path.join(graphCacheDir, 'bits-fixed');
+    const cache = path.join(graphCacheDir, 'scheme-fixed');
     const graphs = () => fs.readdirSync(path.join(cache, 'graphs')).sort();
-    for (const [made, later] of [[7, 8], [8, 7]] as const) {
-      const model = await withBits(made, () => AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' }));
+    for (const [made, later] of [['ort-dynamic-w7', DEFAULT_Q8_SCHEME], [DEFAULT_Q8_SCHEME, 'ort-dynamic-w7']] as const) {
+      const model = await withScheme(made, () => AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' }));
       const built = graphs();
-      assert.ok(built.some((g) => g.startsWith(`text-q8w${made}`)) && built.some((g) => g.startsWith(`vision-q8w${made}`)), built.join(', '));
-      await withBits(later, async () => {
+      assert.ok(built.some((g) => g.startsWith(`text-${made}`)) && built.some((g) => g.startsWith(`vision-${made}`)), built.join(', '));
+      await withScheme(later, async () => {
         await model.getTextFeatures({ inputIds: new Tensor('int64', new BigInt64Array([0n, 100n, 2n]), [1, 3]) });
         await model.getImageFeatures({ pixelValues: new Tensor('float32', new Float32Array(3 * 224 * 224).fill(0.1), [1, 3, 224, 224]) });
       });
       await model.dispose();
-      assert.deepEqual(graphs(), built, `made with ${made}-bit weights, run while ALTCLIP_Q8_BITS=${later}`);
+      assert.deepEqual(graphs(), built, `made with ${made}, run while ALTCLIP_Q8_SCHEME=${later}`);
     }
   });
 
-  it('the graph decides what is quantized: its int8 requests are exactly the cached q8 tensors (7- and 8-bit weights)', async () => {
+  it('the graph decides what is quantized: its int8 requests are exactly the cached q8 tensors (each scheme)', async () => {
     const ckpt = path.join(FIXTURES, 'models', 'tiny-altclip');
     const weights = [...openSafetensors(path.join(ckpt, 'model.safetensors')).keys()];
-    const saved = process.env.ALTCLIP_Q8_BITS;
+    const saved = process.env.ALTCLIP_Q8_SCHEME;
     try {
-      for (const bits of ['7', '8']) {
-        process.env.ALTCLIP_Q8_BITS = bits;
-        const cache = path.join(graphCacheDir, `policy-w${bits}`);
+      for (const scheme of Object.keys(Q8_SCHEMES)) {
+        process.env.ALTCLIP_Q8_SCHEME = scheme;
+        const bits = String(Q8_SCHEMES[scheme]!.weightBits);
+        const textAttention = Q8_SCHEMES[scheme]!.textAttention;
+        const cache = path.join(graphCacheDir, `policy-${scheme}`);
         await (await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir: cache, dtype: 'q8' })).dispose();
         const files = fs.readdirSync(path.join(cache, 'q8')).filter((f) => f.endsWith('.safetensors'));
         assert.ok(files.length > 0 && files.every((f) => f.endsWith(`-w${bits}.safetensors`)), files.join(', '));
         const stored = files.flatMap((f) => [...openSafetensors(path.join(cache, 'q8', f)).keys()])
           .filter((n) => n.endsWith('.q8')).map((n) => n.slice(0, -3)).sort();
         // modeling_altclip.ts: every Linear of the vision encoder layers, the MLP of the text encoder layers, and
-        // with 8-bit weights (a CPU with VNNI) the text encoder layers' attention projections too
+        // where the scheme says so, the text encoder layers' attention projections too
         const expected = weights.filter((n) => /^vision_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$/.test(n)
           || /^text_model\.roberta\.encoder\.layer\.\d+\.(intermediate|output)\.dense\.weight$/.test(n)
-          || (bits === '8' && /^text_model\.roberta\.encoder\.layer\.\d+\.attention\.(self\.(query|key|value)|output\.dense)\.weight$/.test(n))).sort();
-        assert.ok(expected.length >= (bits === '8' ? 20 : 12), `${expected.length} weights`);
-        assert.deepEqual(stored, expected, `${bits}-bit weights`);
+          || (textAttention && /^text_model\.roberta\.encoder\.layer\.\d+\.attention\.(self\.(query|key|value)|output\.dense)\.weight$/.test(n))).sort();
+        assert.ok(expected.length >= (textAttention ? 20 : 12), `${expected.length} weights`);
+        assert.deepEqual(stored, expected, scheme);
       }
     } finally {
-      if (saved === undefined) delete process.env.ALTCLIP_Q8_BITS;
-      else process.env.ALTCLIP_Q8_BITS = saved;
+      if (saved === undefined) delete process.env.ALTCLIP_Q8_SCHEME;
+      else process.env.ALTCLIP_Q8_SCHEME = saved;
     }
   });
 
@@ -192,12 +205,12 @@ describe('q8', () => {
     });
   });
 
-  // 8-bit weights are only exact where onnxruntime's int8 kernels accumulate in int32 (VNNI): on
-  // other CPUs the 8-bit run instead checks that 8 bits are never the default there (q8WeightBits).
-  for (const [name, bits] of [['tiny-altclip', 7], ['tiny-altclip-b', 7], ['tiny-altclip', 8], ['tiny-altclip-b', 8]] as const) {
-    it(`${name}: q8 (${bits}-bit weights) embeddings vs fp32 (cosine >= 0.999, same ranking)`, async () => {
-      if (bits === 8 && !cpuHasVnni()) {
-        assert.equal(q8WeightBits({}), 7);
+  // every scheme, on this CPU (the per-tensor 8-bit opt-in only where it is exact: a CPU with VNNI)
+  for (const name of ['tiny-altclip', 'tiny-altclip-b']) for (const scheme of Object.keys(Q8_SCHEMES)) {
+    it(`${name}: q8 (${scheme}) embeddings vs fp32 (cosine >= 0.999, same ranking)`, async (t) => {
+      if (!Q8_SCHEMES[scheme]!.portable && !cpuHasVnni()) {
+        t.diagnostic(`${scheme} needs VNNI, which this CPU lacks: checked it is not the default instead`);
+        assert.notEqual(q8Scheme({}).name, scheme);
         return;
       }
       const ckpt = path.join(FIXTURES, 'models', name);
@@ -205,7 +218,7 @@ describe('q8', () => {
       const g = new Goldens(path.join(FIXTURES, 'goldens', `${name}.safetensors`));
       const pixels = new Goldens(path.join(FIXTURES, 'image_processor', 'pixel_values.safetensors'));
       const fp32 = await AltCLIPModel.fromPretrained(ckpt, { graphCacheDir });
-      const q8 = await withBits(bits, () => AltCLIPModel.fromPretrained(ckpt, { graphCacheDir, dtype: 'q8' }));
+      const q8 = await withScheme(scheme, () => AltCLIPModel.fromPretrained(ckpt, { graphCacheDir, dtype: 'q8' }));
       try {
         let worst = 1;
         let compared = 0;
@@ -235,7 +248,7 @@ describe('q8', () => {
             assert.equal(argmax(row(b)), argmax(row(a)), `${combo.name}: image ${i} ranks texts differently in q8`);
           }
         }
-        console.log(`${name} (${bits}-bit): worst q8-vs-fp32 embedding cosine ${worst.toFixed(5)}; top-1 agrees on ${compared} images (${nearTies} fp32 near-ties not compared)`);
+        console.log(`${name} (${scheme}): worst q8-vs-fp32 embedding cosine ${worst.toFixed(5)}; top-1 agrees on ${compared} images (${nearTies} fp32 near-ties not compared)`);
         assert.ok(compared >= 5);
         assert.ok(worst >= 0.999, `worst cosine ${worst}`);
       } finally {

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 import { AltCLIPModel } from '../src/models/altclip.js';
+import { convertToQ8 } from '../src/models/quantize.js';
 import { XLMRobertaTokenizer } from '../src/tokenizer/index.js';
 import { Tensor } from '../src/tensor.js';
 import { buildWeb } from '../scripts/build-web.mjs';
@@ -57,11 +58,14 @@ async function openPage(): Promise<Page> {
 
 /** The bundle under test, built by this test (dist/web is left alone), served as /dist/web/. */
 const WEB_OUT = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-web-build-'));
+/** tiny-altclip converted to a q8 checkpoint (altclip convert), served as /q8ckpt/. */
+const Q8_CKPT = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-web-q8ckpt-'));
 
 before(async () => {
   const executablePath = requireProgram('chromium'); // a missing browser fails here, before the setup
   await buildWeb({ outDir: WEB_OUT });
-  server = await startStaticServer(ROOT, { '/dist/web/': WEB_OUT });
+  await convertToQ8(path.join(FIXTURES, 'models', 'tiny-altclip'), Q8_CKPT);
+  server = await startStaticServer(ROOT, { '/dist/web/': WEB_OUT, '/q8ckpt/': Q8_CKPT });
   browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
   context = await browser.newContext();
   page = await openPage();
@@ -72,6 +76,7 @@ after(async () => {
   await browser?.close();
   await server?.close();
   fs.rmSync(WEB_OUT, { recursive: true, force: true });
+  fs.rmSync(Q8_CKPT, { recursive: true, force: true });
 });
 
 // the timeout only guards against a hang: on the 2-core machine shared with 7 other busy helpers the suite took ~5 min
@@ -228,16 +233,15 @@ describe('altclip/web in Chromium', { timeout: 900_000 }, () => {
     const mask = g.get(`${c.name}/inputs/attention_mask`);
     const px = pixels.concat(c.model_call.pixel_values.concatenate_along_dim0);
     const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-web-q8-'));
-    // The page quantizes to 7-bit weights (WASM has no VNNI kernel); the Node package uses 8 bits on a VNNI CPU
-    // (q8WeightBits), so the reference is forced to the page's width.
-    const bitsBefore = process.env.ALTCLIP_Q8_BITS;
-    process.env.ALTCLIP_Q8_BITS = '7';
+    // One q8 scheme everywhere (models/quantize.ts' default; the page has no other): the Node package's
+    // default is the reference as it is, with no variable set
+    const schemeBefore = process.env.ALTCLIP_Q8_SCHEME;
+    delete process.env.ALTCLIP_Q8_SCHEME;
     let node: AltCLIPModel;
     try {
       node = await AltCLIPModel.fromPretrained(path.join(FIXTURES, 'models', 'tiny-altclip'), { dtype: 'q8', graphCacheDir, threads: 1 });
     } finally {
-      if (bitsBefore === undefined) delete process.env.ALTCLIP_Q8_BITS;
-      else process.env.ALTCLIP_Q8_BITS = bitsBefore;
+      if (schemeBefore !== undefined) process.env.ALTCLIP_Q8_SCHEME = schemeBefore;
     }
     const nodeImage = await node.getImageFeatures({ pixelValues: px });
     const nodeText = await node.getTextFeatures({ inputIds: ids, attentionMask: mask });
@@ -282,6 +286,39 @@ describe('altclip/web in Chromium', { timeout: 900_000 }, () => {
     console.log(`q8 load: ${coldWeights} requests to the model folder cold, ${warmRequests.length} warm`);
     assert.ok(coldWeights > 0);
     assert.deepEqual(warmRequests.map((r) => r.path), []);
+  });
+
+  it('q8 checkpoint (altclip convert): the page loads it (int8 tensors only) with the numbers of Node quantizing at load', async () => {
+    const c = combos[1]!; // batch3
+    const ids = g.get(`${c.name}/inputs/input_ids`);
+    const mask = g.get(`${c.name}/inputs/attention_mask`);
+    const px = pixels.concat(c.model_call.pixel_values.concatenate_along_dim0);
+    const graphCacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-web-q8-'));
+    const node = await AltCLIPModel.fromPretrained(path.join(FIXTURES, 'models', 'tiny-altclip'), { dtype: 'q8', graphCacheDir, threads: 1 });
+    const nodeImage = await node.getImageFeatures({ pixelValues: px });
+    const nodeText = await node.getTextFeatures({ inputIds: ids, attentionMask: mask });
+    await node.dispose();
+    fs.rmSync(graphCacheDir, { recursive: true, force: true });
+    const first = server.requests.length;
+    const out = await page.evaluate(async ({ base, px, ids, mask }) => {
+      const { AltCLIPModel, Tensor } = (window as any).altclip;
+      const model = await AltCLIPModel.fromPretrained(base, { dtype: 'q8', cache: false });
+      const image = await model.getImageFeatures({ pixelValues: new Tensor('float32', Float32Array.from(px.data), px.dims) });
+      const text = await model.getTextFeatures({
+        inputIds: new Tensor('int64', BigInt64Array.from(ids.data, (v: number) => BigInt(v)), ids.dims),
+        attentionMask: new Tensor('int64', BigInt64Array.from(mask.data, (v: number) => BigInt(v)), mask.dims),
+      });
+      await model.dispose();
+      return { image: { dims: [...image.dims], data: Array.from(image.data as Float32Array) }, text: { dims: [...text.dims], data: Array.from(text.data as Float32Array) } };
+    }, { base: '/q8ckpt/', px: wire(px), ids: wire(ids), mask: wire(mask) });
+    assertClose(fromWire(out.image), nodeImage, TOL, 'web q8 checkpoint vs node-q8 image features');
+    assertClose(fromWire(out.text), nodeText, TOL, 'web q8 checkpoint vs node-q8 text features');
+    const fetched = server.requests.slice(first).filter((r) => r.path.startsWith('/q8ckpt/model.safetensors')).reduce((n, r) => n + r.bytes, 0);
+    const size = fs.statSync(path.join(Q8_CKPT, 'model.safetensors')).size;
+    console.log(`q8 checkpoint in the page: ${fetched} bytes of model.safetensors fetched by Range, overlaps included (file ${size}; float checkpoint ${fs.statSync(path.join(FIXTURES, 'models', 'tiny-altclip', 'model.safetensors')).size})`);
+    assert.ok(fetched > 0);
+    // nothing but the converted folder was read (no float checkpoint behind it)
+    assert.deepEqual(server.requests.slice(first).filter((r) => r.path.startsWith('/test/fixtures/models/')).map((r) => r.path), []);
   });
 
   it('examples/web: the demo page classifies a fixture image like the Node package (screenshot saved)', async () => {

@@ -1,7 +1,7 @@
 // The files `altclip embed` writes, and what keeps them consistent:
 //   <out>            the embeddings (.npy matrix, or JSON lines with the embedding on each line)
 //   <out>.rows.jsonl which input each .npy row is (npy only; <out> without .npy + .rows.jsonl)
-//   <out>.meta.json  the model, revision, dtype and normalisation of every row (checked by --resume)
+//   <out>.meta.json  the model, revision, dtype (and q8 scheme) and normalisation of every row (checked by --resume)
 //   <out>.lock       held while a run writes (proper-lockfile: a second writer is refused; the lock of
 //                    a process that died is taken over once its mtime is LOCK_STALE_MS old)
 import * as fs from 'node:fs';
@@ -10,6 +10,7 @@ import lockfile from 'proper-lockfile';
 import { writeFileAtomic } from '../fsutil.js';
 import type { ModelIdentity } from '../tasks/types.js';
 import { CliError } from './errors.js';
+import { q8SchemeName } from '../models/quantize.js';
 import { NpyAppender } from './npy.js';
 
 /** What one output row is the embedding of. */
@@ -26,6 +27,11 @@ export interface EmbedMeta {
   model: string;
   revision: string | null;
   dtype: 'fp32' | 'q8';
+  /**
+   * dtype "q8": the scheme's name (models/quantize.ts' q8Scheme); absent for fp32. A q8 record without it
+   * was written before schemes were named (its numbers depended on the CPU): --resume refuses it.
+   */
+  q8Scheme?: string | null;
   normalize: boolean;
 }
 
@@ -89,7 +95,8 @@ export async function lockOutput(out: string, onLost: (err: Error) => void): Pro
 
 function describeMeta(m: EmbedMeta): string {
   const revision = m.revision ? ` @ ${m.revision.slice(0, 12)}` : '';
-  return `${m.model}${revision}, ${m.dtype}, ${m.normalize ? 'normalised' : 'not normalised (--no-normalize)'}`;
+  const dtype = m.dtype === 'q8' ? `q8 (scheme ${m.q8Scheme ?? 'unrecorded: made before q8 schemes were named'})` : m.dtype;
+  return `${m.model}${revision}, ${dtype}, ${m.normalize ? 'normalised' : 'not normalised (--no-normalize)'}`;
 }
 
 export function metaOf(identity: ModelIdentity | undefined, modelArg: string, normalize: boolean, dtype: 'fp32' | 'q8' | undefined): EmbedMeta {
@@ -97,6 +104,7 @@ export function metaOf(identity: ModelIdentity | undefined, modelArg: string, no
     model: identity?.model ?? modelArg,
     revision: identity?.revision ?? null,
     dtype: identity?.dtype ?? dtype ?? 'fp32',
+    ...((identity?.dtype ?? dtype) === 'q8' ? { q8Scheme: q8SchemeName() } : {}),
     normalize,
   };
 }
@@ -127,7 +135,8 @@ export abstract class EmbedSink {
   /** Every later row is computed with `meta`: refuses to add them to rows computed otherwise. */
   use(meta: EmbedMeta): void {
     const e = this.existing;
-    if (e && (e.model !== meta.model || e.revision !== meta.revision || e.dtype !== meta.dtype || e.normalize !== meta.normalize)) {
+    if (e && (e.model !== meta.model || e.revision !== meta.revision || e.dtype !== meta.dtype || e.normalize !== meta.normalize
+      || (e.q8Scheme ?? null) !== (meta.q8Scheme ?? null))) {
       throw new CliError(
         `cannot resume ${this.out}: its rows come from ${describeMeta(e)}, but this run uses ${describeMeta(meta)}; ` +
           'use the same model and options, or --overwrite / another --out',
@@ -255,7 +264,7 @@ function isMeta(m: unknown): m is EmbedMeta {
   const x = m as EmbedMeta & { altclip?: string };
   return typeof x === 'object' && x !== null && x.altclip === 'embed' && typeof x.model === 'string'
     && (x.revision === null || typeof x.revision === 'string') && (x.dtype === 'fp32' || x.dtype === 'q8')
-    && typeof x.normalize === 'boolean';
+    && (x.q8Scheme === undefined || x.q8Scheme === null || typeof x.q8Scheme === 'string') && typeof x.normalize === 'boolean';
 }
 
 /** The complete, parseable lines at the start of a JSON-lines file. */

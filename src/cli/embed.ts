@@ -3,6 +3,7 @@
 // skipped and the new rows appended. The files, the lock and the --resume checks: embed-output.ts.
 import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
+import { q8SchemeOf } from '../models/quantize.js';
 import { embedImageBatches, embedTextBatches } from '../tasks/embeddings.js';
 import { CliError, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED } from './errors.js';
 import {
@@ -111,7 +112,10 @@ async function embedInto(
     const stopInterrupts = onInterrupt(() => controller.abort(new Interrupted('interrupted')));
     const options = { normalize: flags.normalize, batchSize: flags.batchSize, signal: controller.signal };
     try {
-      sink.use(metaOf(clip.identity, flags.model, flags.normalize, flags.dtype));
+      const meta = metaOf(clip.identity, flags.model, flags.normalize, flags.dtype);
+      // a q8 checkpoint (altclip convert) runs in its own scheme, whatever ALTCLIP_Q8_SCHEME says
+      if (meta.dtype === 'q8') meta.q8Scheme = (await q8SchemeOf(meta.model, meta.revision ? { revision: meta.revision } : {})).name;
+      sink.use(meta);
       const skips = new SkippedImages(progress);
       const imageInputs = todoImages.map((r) => r.input);
       for await (const b of embedImageBatches(clip, imageInputs, { ...options, onError: skips.onError, onProgress: skips.onProgress })) {

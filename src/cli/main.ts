@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { cacheCommand } from './cache.js';
 import { classifyCommand } from './classify.js';
+import { convertCommand } from './convert.js';
 import { embedCommand } from './embed.js';
 import { EXIT_ERROR, oneLine, warn } from './errors.js';
 import { indexCommand } from './index-command.js';
@@ -38,7 +39,8 @@ export function program(): Command {
     .addCommand(indexCommand())
     .addCommand(searchCommand())
     .addCommand(serveCommand())
-    .addCommand(workerCommand());
+    .addCommand(workerCommand())
+    .addCommand(convertCommand());
   prog.addHelpText('after', '\nRun "altclip <command> --help" for the options of a command.');
   for (const cmd of [prog, ...prog.commands]) {
     // Commander's own messages ("error: unknown option '--x'") get the program name in front.

@@ -6,12 +6,12 @@
 // cache, whose snapshot files are symlinks) works. Files are written atomically (fsutil.ts) and reused.
 //
 // Layout of a cache folder (ALTCLIP_CACHE, else $XDG_CACHE_HOME/altclip, else ~/.cache/altclip):
-//   graphs/<tower>[-full][-interp][-q8]-<key>/
+//   graphs/<tower>[-full][-interp][-<q8 scheme name>]-<key>/
 //     model.onnx              the graph (key: sha256 of its bytes and of the weight files' identity)
 //     weights-<i>.<ext>       hard links to the checkpoint files (no extra disk space while they exist)
 //     source.json             the files linked (path, device, inode, size, mtime): for list / prune
 //     prepacked-<cpu tag>/    cachePrepacked: onnxruntime's optimized graph with packed weights
-//   q8/<id>-w<7|8>.safetensors dtype "q8": int8 weights (quantize.ts; 7- or 8-bit, see q8WeightBits), with <id>-w<bits>.json naming their source
+//   q8/<id>-w<7|8>.safetensors dtype "q8": int8 weights (quantize.ts; the scheme's weight bits), with <id>-w<bits>.json naming their source
 // An entry whose source file is gone or changed (a deleted or re-downloaded model) is never used again
 // and holds the old weights' disk space through its hard links: pruneCache() removes such entries.
 import { createHash } from 'node:crypto';

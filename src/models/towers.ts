@@ -9,7 +9,7 @@ import type { ModelOptions, OutputFlags, TextInputs, TowerOutput, VisionInputs }
 import { batchSlice, concatBatch, imagesPerRun, lengthGroups, unpaddedLengths } from './batching.js';
 import { createSession } from './graph_cache.js';
 import { buildTextGraph, buildVisionGraph, interpolatePositionEmbeddings, type GraphVariant } from './modeling_altclip.js';
-import { q8TextAttention, q8WeightBits, quantizedWeights } from './quantize.js';
+import { prequantizedScheme, q8Scheme, quantizedWeights, type Q8Scheme } from './quantize.js';
 import { checkSessionOptions, type Session } from './session.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -85,6 +85,10 @@ export class Tower {
   private readonly sessions = new Map<string, Promise<Session>>();
   private readonly q8 = new Map<string, Map<string, TensorRef>>();
   private readonly precision: Pick<GraphVariant, 'quantized' | 'weightBits' | 'int8TextAttention'>;
+  /** dtype "q8": the model's scheme (quantize.ts), fixed when the model is made. */
+  readonly scheme?: Q8Scheme;
+  /** The checkpoint holds the int8 weights (altclip convert): nothing is quantized. */
+  private readonly prequantized: boolean;
 
   constructor(
     private readonly name: string,
@@ -95,11 +99,20 @@ export class Tower {
   ) {
     checkDtype(options);
     checkSessionOptions(options);
-    // q8's weight bits (and with them the text attention's precision) are read once, when the model is made:
-    // every later graph of this tower uses the same (ALTCLIP_Q8_BITS may change afterwards)
+    // the q8 scheme is read once, when the model is made: every later graph of this tower uses the same
+    // (ALTCLIP_Q8_SCHEME may change afterwards)
+    // a q8 checkpoint (altclip convert) brings its own scheme and int8 weights
+    const stored = prequantizedScheme(weights, source);
+    this.prequantized = stored !== undefined;
+    if (stored && options.dtype !== 'q8') {
+      throw new Error(`${source}: a q8 checkpoint (int8 weights, scheme ${stored.name}): load it with dtype "q8"`);
+    }
+    if (stored && q8Scheme().name !== stored.name && globalThis.process?.env?.ALTCLIP_Q8_SCHEME) {
+      throw new Error(`${source}: a q8 checkpoint of scheme ${stored.name}, but ALTCLIP_Q8_SCHEME asks for ${q8Scheme().name}`);
+    }
     if (options.dtype === 'q8') {
-      const weightBits = q8WeightBits();
-      this.precision = { quantized: true, weightBits, int8TextAttention: q8TextAttention(weightBits) };
+      this.scheme = stored ?? q8Scheme();
+      this.precision = { quantized: true, weightBits: this.scheme.weightBits, int8TextAttention: this.scheme.textAttention };
     } else {
       this.precision = { quantized: false };
     }
@@ -112,11 +125,13 @@ export class Tower {
   graph(requested: GraphVariant): GraphBuilder {
     const variant = this.withDtype(requested);
     const g = new GraphBuilder(this.graphName(variant), { get: (name) => this.weights.tensors.get(name) });
+    if (this.scheme) g.q8Activations = { granularity: this.scheme.activations, bits: this.scheme.activationBits };
     this.build(g, variant);
     if (g.quantized.size && !g.problems.length) {
       const names = [...g.quantized].sort();
       const key = names.join('\n');
-      if (!this.q8.has(key)) this.q8.set(key, quantizedWeights(this.weights, names, this.options.graphCacheDir, variant.weightBits));
+      if (this.prequantized) this.q8.set(key, this.weights.tensors);
+      if (!this.q8.has(key)) this.q8.set(key, quantizedWeights(this.weights, names, this.options.graphCacheDir, this.scheme!.weightBits));
       g.addQuantized(this.q8.get(key)!);
     }
     return g;
@@ -130,7 +145,7 @@ export class Tower {
   }
 
   private graphName(v: GraphVariant): string {
-    const q8 = v.quantized ? `-q8w${v.weightBits}${v.int8TextAttention ? '' : 'f'}` : '';
+    const q8 = v.quantized && this.scheme ? `-${this.scheme.name}` : '';
     return `${this.name}${v.full ? '-full' : ''}${v.interpolate ? '-interp' : ''}${q8}`;
   }
 

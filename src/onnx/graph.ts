@@ -46,6 +46,14 @@ export class GraphBuilder {
   readonly requested = new Set<string>();
   /** Checkpoint weights the graph uses in int8 (quantizedWeight): their int8 tensors come from addQuantized. */
   readonly quantized = new Set<string>();
+  /**
+   * How int8 Linear layers quantize their input (the model's q8 scheme, models/quantize.ts): "row" =
+   * each row on its own, symmetric, `bits` wide (batch-invariant); "tensor" = DynamicQuantizeMatMul's
+   * per-tensor uint8. Set before the graph is built.
+   */
+  q8Activations: { granularity: 'row' | 'tensor'; bits: 7 | 8 } = { granularity: 'row', bits: 7 };
+  /** Values already computed from another value (nn.ts: one row quantization shared by q, k and v). */
+  readonly derived = new Map<string, string[]>();
   private counter = 0;
   private readonly cache = new Map<string, string>();
 
@@ -133,14 +141,23 @@ export class GraphBuilder {
    * the graph asks for is what gets quantized.
    */
   quantizedWeight(name: string, shape: [number, number]): [string, string, string] {
+    const names = quantizedNames(name);
+    // a q8 checkpoint (`altclip convert`): the int8 tensors are in it, the float weight is not
+    if (!this.weights.get(name) && this.weights.get(names[0])) {
+      const [out, inFeatures] = shape;
+      if (this.checked(names[0], [inFeatures, out]) && this.checked(names[1], [out])) this.quantized.add(name);
+      return names;
+    }
     if (this.checked(name, shape)) this.quantized.add(name);
-    return quantizedNames(name);
+    return names;
   }
 
   /** Supplies the int8 tensors of every weight in `quantized` (a missing one is a problem like any other). */
   addQuantized(refs: Map<string, TensorRef>): void {
+    const used = new Set(this.nodes.flatMap((n) => n.inputs));
     for (const name of this.quantized) {
-      for (const q of quantizedNames(name)) {
+      // the zero point only where the scheme's nodes take it (DynamicQuantizeMatMul; not the row scheme)
+      for (const q of quantizedNames(name).filter((q) => used.has(q))) {
         const ref = refs.get(q);
         if (ref) this.initializers.set(q, { ref, dataType: ONNX_DTYPE[ref.dtype]! });
         else this.problems.push(`missing quantized weight ${q}`);
@@ -151,6 +168,11 @@ export class GraphBuilder {
   constFloat(values: number[], dims: number[]): string {
     const raw = new Uint8Array(new Float32Array(values).buffer);
     return this.constant(DataType.FLOAT, raw, dims);
+  }
+
+  /** A uint8 scalar. */
+  constUint8(value: number): string {
+    return this.constant(DataType.UINT8, Uint8Array.of(value), []);
   }
 
   constInt64(values: number[], dims: number[] = [values.length]): string {

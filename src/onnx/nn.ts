@@ -4,19 +4,54 @@ import type { GraphBuilder } from './graph.js';
 
 export interface LinearOptions {
   /**
-   * int8 weights: DynamicQuantizeMatMul on `<prefix>.weight` quantized (GraphBuilder.quantizedWeight;
-   * the graph's requests are what quantize.ts quantizes).
+   * int8 weights (GraphBuilder.quantizedWeight; the graph's requests are what quantize.ts quantizes),
+   * with the input quantized as GraphBuilder.q8Activations says.
    */
   quantized?: boolean;
+}
+
+/** A row whose max |x| is below this is quantized with this as its max (all zeros stay zeros, no 0/0). */
+const TINY_ROW_MAX = 1e-30;
+
+/**
+ * x [N, K] as uint8 A = round(x / s) + zp per row, s = max|x_row| / qmax (qmax 2^(bits-1) - 1,
+ * zp 2^(bits-1), ties to even as QuantizeLinear rounds): each row's numbers depend on that row only.
+ * Returns [A, s [N, 1]]; the same x (q, k and v's input) is quantized once.
+ */
+function quantizeRows(g: GraphBuilder, x: string, bits: 7 | 8): [string, string] {
+  const key = `q8rows:${bits}:${x}`;
+  const done = g.derived.get(key);
+  if (done) return done as [string, string];
+  const qmax = bits === 8 ? 127 : 63;
+  const max = g.node('ReduceMax', [x], { axes: [1], keepdims: 1 });
+  const negMin = g.node('Neg', [g.node('ReduceMin', [x], { axes: [1], keepdims: 1 })]);
+  const scale = g.node('Div', [g.node('Max', [max, negMin, g.constFloat([TINY_ROW_MAX], [])]), g.constFloat([qmax], [])]);
+  // QuantizeLinear per axis 0 (one scale per row); its zero point is per row too, all 2^(bits-1)
+  const scale1d = g.node('Reshape', [scale, g.constInt64([-1])]);
+  const zeroPoints = g.node('Expand', [g.constUint8(qmax + 1), g.node('Shape', [scale1d])]);
+  const a = g.node('QuantizeLinear', [x, scale1d, zeroPoints], { axis: 0 });
+  g.derived.set(key, [a, scale]);
+  return [a, scale];
 }
 
 /** nn.Linear(inFeatures, outFeatures, bias) on x [N, in]: the HF weight [out, in] is used as stored. */
 export function linear(g: GraphBuilder, x: string, prefix: string, inFeatures: number, outFeatures: number,
   bias = true, options: LinearOptions = {}): string {
   if (options.quantized) {
-    // com.microsoft.DynamicQuantizeMatMul(A float, B int8 [in, out], b_scale [out], b_zero_point [out], bias)
-    const inputs = [x, ...g.quantizedWeight(`${prefix}.weight`, [outFeatures, inFeatures])];
-    if (bias) inputs.push(g.weight(`${prefix}.bias`, [outFeatures]));
+    const [b, bScale] = g.quantizedWeight(`${prefix}.weight`, [outFeatures, inFeatures]);
+    const biasValue = bias ? g.weight(`${prefix}.bias`, [outFeatures]) : undefined;
+    if (g.q8Activations.granularity === 'row') {
+      // y = (A - zp) (B) * b_scale * s_row + bias: com.microsoft.MatMulIntegerToFloat(A, B, a_scale = 1,
+      // b_scale, a_zero_point) computes the integer product (exact in int32) times b_scale
+      const [a, rowScale] = quantizeRows(g, x, g.q8Activations.bits);
+      const zp = g.constUint8((g.q8Activations.bits === 8 ? 127 : 63) + 1);
+      const product = g.node('MatMulIntegerToFloat', [a, b, g.constFloat([1], []), bScale, zp], {}, { domain: 'com.microsoft' });
+      const y = g.node('Mul', [product, rowScale]);
+      return biasValue ? g.node('Add', [y, biasValue]) : y;
+    }
+    // com.microsoft.DynamicQuantizeMatMul(A float, B int8 [in, out], b_scale [out], b_zero_point (none: 0), bias)
+    const inputs = [x, b, bScale];
+    if (biasValue) inputs.push('', biasValue);
     return g.node('DynamicQuantizeMatMul', inputs, {}, { domain: 'com.microsoft' });
   }
   const inputs = [x, g.weight(`${prefix}.weight`, [outFeatures, inFeatures])];

@@ -8,5 +8,6 @@ export { AltCLIPModel, AltCLIPProcessor, modelBaseUrl, type WebModelOptions, typ
 export { WebImageProcessor, toRawImage, type WebImageInput } from './images.js';
 export type { LoadProgress } from './loader.js';
 export { clearCache } from './fetcher.js';
+export { q8Scheme, type Q8Scheme } from './quantize.js';
 export { zeroShotImageClassification, imageTextSimilarity } from '../tasks/index.js';
 export { env } from 'onnxruntime-web';

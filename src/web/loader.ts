@@ -8,7 +8,7 @@ import { openTorchBin } from '../weights/torch.js';
 import { toFloat32 } from '../weights/dtype.js';
 import { makeWeights, type TensorRef, type Weights } from '../weights/index.js';
 import { Fetcher, NotFound } from './fetcher.js';
-import { quantizeLinear, setQuantizedWeights } from './quantize.js';
+import { q8Scheme, quantizeLinear, setQuantizedWeights } from './quantize.js';
 import { addRange, mountBytes, mountRemote, withRanges } from './range_fs.js';
 
 /** What loading is doing: `loaded` of `total` bytes of the weights (download), sessions (build). */
@@ -97,6 +97,8 @@ export interface LoadWeightsOptions {
  */
 export async function loadWebWeights(fetcher: Fetcher, options: LoadWeightsOptions = {}): Promise<Weights> {
   const q8 = options.quantize !== undefined;
+  // the cached int8 copies are the scheme's (its weight bits): another scheme's never match
+  const q8Kind = `q8-${q8Scheme().name}`;
   const { files } = await openCheckpoint(fetcher);
   const tensors = new Map<string, TensorRef>();
   const quantized = new Map<string, TensorRef>();
@@ -136,13 +138,13 @@ export async function loadWebWeights(fetcher: Fetcher, options: LoadWeightsOptio
         q = bytes.subarray(0, out * inFeatures);
         scale = bytes.slice(out * inFeatures);
       } else {
-        const r = quantizeLinear(toFloat32(ref.dtype, bytes), out, inFeatures, 7); // 7-bit: WASM has no VNNI kernel
+        const r = quantizeLinear(toFloat32(ref.dtype, bytes), out, inFeatures, q8Scheme().weightBits);
         q = new Uint8Array(r.q.buffer);
         scale = new Uint8Array(r.scale.buffer);
         const entry = new Uint8Array(q.length + scale.length);
         entry.set(q);
         entry.set(scale, q.length);
-        await fetcher.storeTensor(file, 'q8', ref.name, entry);
+        await fetcher.storeTensor(file, q8Kind, ref.name, entry);
       }
       const add = (suffix: string, dtype: 'I8' | 'F32', shape: number[], data: Uint8Array) => {
         const path = tensorPath(url, `${ref.name}${suffix}`);
@@ -157,10 +159,10 @@ export async function loadWebWeights(fetcher: Fetcher, options: LoadWeightsOptio
     // cached tensors first; the rest by Range, neighbours together
     const missing: TensorRef[] = [];
     for (const ref of refs.values()) {
-      const kind = toQuantize.has(ref.name) ? 'q8' : 'raw';
+      const kind = toQuantize.has(ref.name) ? q8Kind : 'raw';
       const bytes = ref.data ?? (await fetcher.cachedTensor(file, kind, ref.name));
       if (bytes) {
-        await place(ref, bytes, kind === 'q8' || !!ref.data);
+        await place(ref, bytes, kind === q8Kind || !!ref.data);
         progress(file, ref.byteLength);
       } else {
         missing.push(ref);

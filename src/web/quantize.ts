@@ -7,17 +7,25 @@ import { buildTextGraph, buildVisionGraph } from '../models/modeling_altclip.js'
 import { GraphBuilder } from '../onnx/graph.js';
 import type { TensorRef, Weights } from '../weights/index.js';
 
-export { quantizeLinear } from '../models/quantize.js';
+import { DEFAULT_Q8_SCHEME, Q8_SCHEMES, type Q8Scheme } from '../models/quantize.js';
 
-/** WASM has no VNNI: the page's int8 GEMMs sum pairs of u8 x s8 products in int16, so weights are 7-bit
- * (see models/quantize.ts's q8WeightBits). */
-export function q8WeightBits(): 7 {
-  return 7;
+export { quantizeLinear, type Q8Scheme } from '../models/quantize.js';
+
+/**
+ * models/quantize.ts' prequantizedScheme for the page, which reads no file headers: a checkpoint with
+ * int8 tensors (altclip convert) is taken to be of the page's scheme (the default).
+ */
+export function prequantizedScheme(weights: Weights, _source: string): Q8Scheme | undefined {
+  for (const name of weights.tensors.keys()) if (name.endsWith('.q8')) return q8Scheme();
+  return undefined;
 }
 
-/** With 7-bit weights the text tower's attention stays fp32 (models/quantize.ts's q8TextAttention). */
-export function q8TextAttention(): false {
-  return false;
+/**
+ * The page's q8 scheme: the Node package's default (models/quantize.ts), so a page and a Node process
+ * compute the same vectors (the same integers; only float rounding differs). The page has no opt-in.
+ */
+export function q8Scheme(): Q8Scheme {
+  return Q8_SCHEMES[DEFAULT_Q8_SCHEME]!;
 }
 
 /**
@@ -26,7 +34,8 @@ export function q8TextAttention(): false {
  */
 export function linearsToQuantize(config: AltCLIPConfig, refs: ReadonlyMap<string, TensorRef>): Set<string> {
   const source = { get: (name: string) => refs.get(name) };
-  const q8 = { full: false, quantized: true, weightBits: q8WeightBits(), int8TextAttention: q8TextAttention() };
+  const scheme = q8Scheme();
+  const q8 = { full: false, quantized: true, weightBits: scheme.weightBits, int8TextAttention: scheme.textAttention };
   const text = new GraphBuilder('text-q8', source);
   buildTextGraph(text, config.textConfig, q8, { prefix: 'text_model', projectionDim: config.projectionDim });
   const vision = new GraphBuilder('vision-q8', source);
@@ -45,7 +54,7 @@ export function setQuantizedWeights(weights: Weights, tensors: Map<string, Tenso
  * folder plays no part in the page. A name not quantized while loading is left out (the graph then
  * reports it as a missing quantized weight).
  */
-export function quantizedWeights(weights: Weights, _names: string[], _cacheDir: string | undefined): Map<string, TensorRef> {
+export function quantizedWeights(weights: Weights, _names: string[], _cacheDir: string | undefined, _bits?: number): Map<string, TensorRef> {
   const q8 = quantized.get(weights);
   if (!q8) throw new Error('altclip (browser): dtype "q8" weights are made while loading; load the model with { dtype: "q8" }');
   return q8;
