@@ -87,7 +87,8 @@ export class PreparePool {
       let input = task.job.input;
       const transfer: ArrayBuffer[] = [];
       if (typeof input !== 'string') {
-        input = input.slice(); // its own buffer, moved: no copy of a larger buffer it may be a view of
+        // a copy in its own buffer, moved (Buffer#slice would be a view, and moving it would empty the caller's)
+        input = new Uint8Array(input);
         transfer.push(input.buffer as ArrayBuffer);
       }
       slot.worker.postMessage({ ...task.job, input, id } satisfies PrepareJob, transfer);

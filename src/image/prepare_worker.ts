@@ -15,7 +15,7 @@ port.on('message', async (job: PrepareJob) => {
     stage = 'transform';
     const image: RawImage = resizeAndCrop(decoded, job.cfg, job.keepGray);
     // A view of a larger buffer is copied, so that only its own bytes are moved to the caller.
-    const data = image.data.byteOffset === 0 && image.data.byteLength === image.data.buffer.byteLength ? image.data : image.data.slice();
+    const data = image.data.byteOffset === 0 && image.data.byteLength === image.data.buffer.byteLength ? image.data : new Uint8Array(image.data);
     const reply: PrepareReply = { id: job.id, image: { ...image, data } };
     port.postMessage(reply, [data.buffer as ArrayBuffer]);
   } catch (e) {
