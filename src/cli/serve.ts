@@ -22,6 +22,7 @@ interface ServeFlags {
   batchConcurrency: number;
   maxInputs: number;
   bodyLimit: number;
+  maxPixelsInFlight?: number;
 }
 
 function port(value: string): number {
@@ -53,7 +54,8 @@ export function serveCommand(): Command {
     .option('--max-queue <n>', 'inputs that may wait per modality; more get 429 + Retry-After', positiveInt, 512)
     .option('--batch-concurrency <n>', 'model batches in flight per modality', positiveInt, 2)
     .option('--max-inputs <n>', 'most inputs in one request', positiveInt, 256)
-    .option('--body-limit <bytes>', 'largest request body (413 above)', positiveInt, 32 * 1024 * 1024);
+    .option('--body-limit <bytes>', 'largest request body (413 above)', positiveInt, 32 * 1024 * 1024)
+    .option('--max-pixels-in-flight <n>', 'decoded image pixels (width x height) in flight, all requests together; a request over it waits, one alone over it gets 413 (default 268435455: 3 x the per-image limit)', positiveInt);
   cmd.addHelpText(
     'after',
     `
@@ -82,6 +84,7 @@ async function serve(flags: ServeFlags): Promise<void> {
     batching: { maxBatchSize: flags.maxBatchSize, maxWaitMs: flags.maxWaitMs, maxQueue: flags.maxQueue, concurrency: flags.batchConcurrency },
     maxInputs: flags.maxInputs,
     bodyLimit: flags.bodyLimit,
+    maxPixelsInFlight: flags.maxPixelsInFlight,
     urls: { allowUrls: Boolean(flags.allowUrls), allowPrivateUrls: Boolean(flags.allowPrivateUrls) },
   });
   let stopped: () => void = () => {};

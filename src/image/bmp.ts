@@ -39,6 +39,16 @@ const MASK_MODES: [bits: number, masks: number[], mode: RawMode][] = [
 const rawBits = (m: RawMode): number =>
   m.kind === 'bytes' || m.kind === 'index' ? m.bits : m.kind === 'bilevel' ? 1 : m.kind === 'gray' ? 8 : 16;
 
+/** Width and height as the header declares them (as decodeBmp reads them), or null without a header. */
+export function bmpSize(buf: Uint8Array): { width: number; height: number } | null {
+  if (buf.length < 26) return null;
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const headerSize = dv.getUint32(14, true);
+  if (headerSize === 12) return { width: dv.getUint16(18, true), height: dv.getUint16(20, true) };
+  const topDown = buf[25] === 0xff;
+  return { width: dv.getUint32(18, true), height: topDown ? 2 ** 32 - dv.getUint32(22, true) : dv.getUint32(22, true) };
+}
+
 export function decodeBmp(buf: Uint8Array, name: string, maxPixels: number): RawImage {
   const fail = (why: string): never => {
     throw new Error(`${name}: invalid or unsupported BMP (${why})`);

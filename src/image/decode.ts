@@ -19,7 +19,7 @@ import * as fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import sharp, { type Sharp } from 'sharp';
 import { crc32 } from '../weights/zip.js';
-import { decodeBmp } from './bmp.js';
+import { bmpSize, decodeBmp } from './bmp.js';
 import type { ImageInput, RawImage } from './types.js';
 
 export interface ImageDecodeOptions {
@@ -93,6 +93,26 @@ export async function decodeImage(bytes: Uint8Array, name: string, options: Imag
     return image;
   } catch (e) {
     throw new Error(`${name}: cannot decode ${format} image: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Width and height as an encoded image's header declares them, read without decoding (what decoding
+ * it would take; the server's pixel budget counts these). Null when no size can be read: decoding
+ * such bytes fails.
+ */
+export async function declaredSize(bytes: Uint8Array): Promise<{ width: number; height: number } | null> {
+  const format = sniff(bytes);
+  if (format === null || typeof format === 'object') return null;
+  if (format === 'BMP') return bmpSize(bytes);
+  const header = headerInfo(bytes, format);
+  if (header) return { width: header.width, height: header.height };
+  try {
+    // sharp's header read, on its own threads (GIF, WebP, CMYK or 12-bit JPEG)
+    const meta = await sharp(bytes, { limitInputPixels: false, pages: 1 }).metadata();
+    return meta.width && meta.height ? { width: meta.width, height: meta.height } : null;
+  } catch {
+    return null;
   }
 }
 

@@ -10,6 +10,7 @@ import { createMetrics } from './metrics.js';
 import { registerRoutes } from './routes.js';
 import type { SearchIndex } from './search.js';
 import { DEFAULT_BATCHING, EmbeddingService } from './service.js';
+import { DEFAULT_MAX_PIXELS_IN_FLIGHT, PixelBudget } from './budget.js';
 
 export interface ServerOptions {
   /** The loaded model and processor (loadAltCLIP). */
@@ -28,6 +29,8 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** Image URLs (default: refused). */
   urls?: Partial<Pick<UrlPolicy, 'allowUrls' | 'allowPrivateUrls' | 'timeoutMs'>>;
+  /** Decoded pixels in flight, all requests together (budget.ts; default DEFAULT_MAX_PIXELS_IN_FLIGHT). */
+  maxPixelsInFlight?: number;
 }
 
 export const DEFAULT_MAX_INPUTS = 256;
@@ -47,7 +50,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
       metrics.modelRun.observe({ modality }, seconds);
     },
     queue: (depth) => metrics.queueDepth.set({ modality }, depth),
-  }));
+  }), new PixelBudget(options.maxPixelsInFlight ?? DEFAULT_MAX_PIXELS_IN_FLIGHT, () => metrics.budgetRejected.inc()));
   for (const modality of ['text', 'image']) metrics.queueDepth.set({ modality }, 0);
 
   // forceCloseConnections 'idle': on close, idle keep-alive sockets are dropped, in-flight requests finish.

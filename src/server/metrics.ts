@@ -10,6 +10,7 @@ export interface ServerMetrics {
   queueDepth: Gauge<'modality'>;
   modelRun: Histogram<'modality'>;
   rejected: Counter<'modality'>;
+  budgetRejected: Counter;
 }
 
 export function createMetrics(): ServerMetrics {
@@ -55,6 +56,11 @@ export function createMetrics(): ServerMetrics {
       name: 'altclip_queue_rejected_total',
       help: 'Requests refused with 429 because the queue was full',
       labelNames: ['modality'],
+      registers,
+    }),
+    budgetRejected: new Counter({
+      name: 'altclip_pixel_budget_rejected_total',
+      help: 'Requests refused with 413 because their images alone declare more pixels than --max-pixels-in-flight',
       registers,
     }),
   };
