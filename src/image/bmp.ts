@@ -145,10 +145,15 @@ export function decodeBmp(buf: Uint8Array, name: string, maxPixels: number): Raw
     // set_as_raw(data, ("P" or "L", 0, direction)): 8-bit rows, bottom-up unless top-down
     for (let y = 0; y < height; y++) {
       const src = (topDown ? y : height - 1 - y) * width;
-      for (let x = 0; x < width; x++) {
-        const v = indices[src + x];
-        if (palette) out.set(palette.subarray(v * 3, v * 3 + 3), (y * width + x) * 3);
-        else out[y * width + x] = v;
+      if (!palette) {
+        out.set(indices.subarray(src, src + width), y * width);
+        continue;
+      }
+      for (let x = 0, o = y * width * 3; x < width; x++, o += 3) {
+        const v = indices[src + x] * 3;
+        out[o] = palette[v];
+        out[o + 1] = palette[v + 1];
+        out[o + 2] = palette[v + 2];
       }
     }
     return { data: out, width, height, channels };
