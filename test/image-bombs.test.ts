@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
 import sharp from 'sharp';
 
-import { CLIPImageProcessor, decodeImage, declaredSize, setDecodeThreads, decodeThreads } from '../src/image/index.js';
+import { CLIPImageProcessor, decodeImage, declaredSize, decodeThreads, resize, setDecodeThreads, setResampleBackend, type Resample } from '../src/image/index.js';
 import { flatPng, pngClaiming, rawBmpClaiming, rleDeltaBmp } from './helpers/bombs.js';
 
 const LIMIT = 1_000_000;
@@ -129,5 +129,29 @@ test('real-size bombs (9400 x 9400) are prepared off this thread: its timers kee
     assert.equal(Buffer.compare(Buffer.from(here.buffer), Buffer.from(pooled!.buffer)), 0, 'the same float32 bytes on this thread and on the pool');
   } finally {
     setDecodeThreads(threads);
+  }
+});
+
+test('the wasm horizontal pass, run in strips of rows, gives the JS passes\' bytes on images taller than one strip', () => {
+  // 8 MB strips: a 3001-px-wide RGB row is 9003 bytes, so 930 rows a strip; 2001 rows = 3 strips, the last odd
+  const [w, h] = [3001, 2001];
+  const data = new Uint8Array(w * h * 3);
+  let x = 12345;
+  for (let i = 0; i < data.length; i++) data[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  const image = { data, width: w, height: h, channels: 3 as const };
+  const cases: [number, number, Resample, { left: number; top: number; width: number; height: number } | undefined][] = [
+    [336, 224, 'bicubic', { left: 56, top: 0, width: 224, height: 224 }],
+    [1500, 2001, 'lanczos', undefined], // horizontal only: every source row
+    [600, 1000, 'bilinear', { left: 10, top: 333, width: 500, height: 401 }],
+  ];
+  for (const [tw, th, filter, region] of cases) {
+    const wasm = resize(image, tw, th, filter, region);
+    setResampleBackend('js');
+    try {
+      const js = resize(image, tw, th, filter, region);
+      assert.equal(Buffer.compare(Buffer.from(wasm.data), Buffer.from(js.data)), 0, `${tw}x${th} ${filter}`);
+    } finally {
+      setResampleBackend('wasm');
+    }
   }
 });
