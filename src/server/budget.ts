@@ -18,6 +18,9 @@ export const DEFAULT_MAX_PIXELS_IN_FLIGHT = 3 * 89_478_485;
 export class PixelBudget {
   private used = 0;
   private readonly waiting: { pixels: number; grant(): void }[] = [];
+  /** Requests between arriving here and being granted (reading headers, or waiting). */
+  private pending = 0;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     readonly capacity: number,
@@ -68,9 +71,26 @@ export class PixelBudget {
    * refuse from its header alone (no size, or more than `maxPixels`: a 400 naming it) counts 0.
    */
   async acquireImages(images: Uint8Array[], maxPixels: number): Promise<() => void> {
-    const sizes = await Promise.all(images.map((b) => declaredSize(b)));
-    const pixels = sizes.map((s) => (s && s.width * s.height <= maxPixels ? s.width * s.height : 0));
-    return this.acquire(pixels.reduce((a, b) => a + b, 0));
+    this.pending++;
+    try {
+      const sizes = await Promise.all(images.map((b) => declaredSize(b)));
+      const pixels = sizes.map((s) => (s && s.width * s.height <= maxPixels ? s.width * s.height : 0));
+      return await this.acquire(pixels.reduce((a, b) => a + b, 0));
+    } finally {
+      this.pending--;
+      // after the granted request's own continuation (it queues its images) has run
+      if (this.pending === 0) setImmediate(() => this.pending === 0 && this.idleWaiters.splice(0).forEach((wake) => wake()));
+    }
+  }
+
+  /**
+   * Resolves once no request is waiting for pixels (each has been granted and has queued its images):
+   * a server that stops closes its batchers after this, so a request received before the stop is
+   * answered, not refused.
+   */
+  idle(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private wake(): void {

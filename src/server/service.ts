@@ -87,6 +87,7 @@ export class EmbeddingService {
 
   /** Stops taking inputs; resolves when every queued and running batch is done. */
   async close(): Promise<void> {
+    await this.budget?.idle(); // requests waiting for pixels were received before the stop: they run
     await Promise.all([this.texts.close(), this.images.close()]);
   }
 }
