@@ -147,7 +147,9 @@ export function setDecodeThreads(n: number): void {
 
 /** Current thread count (see setDecodeThreads). */
 export function decodeThreads(): number {
-  threads ??= envThreads() ?? Math.min(4, os.availableParallelism());
+  // no threads in the browser build (its images arrive decoded, as raw pixels)
+  const node = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+  threads ??= node ? (envThreads() ?? Math.min(4, os.availableParallelism())) : 0;
   return threads;
 }
 
