@@ -160,7 +160,7 @@ export function decodeThreads(): number {
 export async function prepareImage(input: ImageInput, cfg: ImageProcessorConfig, decode: ImageDecodeOptions, keepGray: boolean): Promise<RawImage> {
   const raw = typeof input === 'object' && !(input instanceof Uint8Array) && !(input instanceof URL);
   if (raw || decodeThreads() === 0) {
-    const decoded = await loadImage(input, decode);
+    const decoded = await loadImage(input, cfg.doConvertRgb ? { ...decode, dropAlpha: true } : decode);
     try {
       return resizeAndCrop(decoded, cfg, keepGray);
     } catch (e) {

@@ -11,7 +11,8 @@ const port = parentPort!;
 port.on('message', async (job: PrepareJob) => {
   let stage: 'decode' | 'transform' = 'decode';
   try {
-    const decoded = await loadImage(job.input, job.decode);
+    // convert("RGB") drops alpha: the decoder can leave it out (same bytes, less memory)
+    const decoded = await loadImage(job.input, job.cfg.doConvertRgb ? { ...job.decode, dropAlpha: true } : job.decode);
     stage = 'transform';
     const image: RawImage = resizeAndCrop(decoded, job.cfg, job.keepGray);
     // A view of a larger buffer is copied, so that only its own bytes are moved to the caller.
