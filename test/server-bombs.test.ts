@@ -22,8 +22,8 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const SIDE = 9400; // the bombs: 88.36 M pixels each, under the decoder's 89.48 M limit
 const BOMB_PIXELS = SIDE * SIDE;
 const BUDGET = 2 * BOMB_PIXELS; // two bombs in flight at a time, all requests together
-// What preparing one declared pixel may take at most: RGBA decoded (4 B) and its RGB copy (3 B), plus
-// the BMP's 1-byte index plane; anything the budget admits fits in BUDGET x this, plus slack.
+// What preparing one declared pixel takes at most is ~4 bytes (an RLE BMP: 1-byte index plane + RGB);
+// the bound allows twice that (garbage not yet collected, allocator slack): generous, not a tight fit.
 const BYTES_PER_PIXEL = 8;
 const SLACK = 256 * 2 ** 20;
 

@@ -23,7 +23,16 @@ export interface PrepareJob {
   keepGray: boolean;
 }
 
-export type PrepareReply = { id: number; image: RawImage } | { id: number; error: string; stage: 'decode' | 'transform' };
+export type PrepareReply =
+  | { id: number; image: RawImage; decodedPixels: number }
+  | { id: number; error: string; stage: 'decode' | 'transform'; decodedPixels: number };
+
+/**
+ * A thread that has decoded an image this large is ended and replaced (when next needed): its freed
+ * pixel buffers go at once, not whenever its garbage collector gets to them, so what the pool holds
+ * stays at about one image per thread (an idle thread does not collect).
+ */
+const RECYCLE_PIXELS = 16 * 2 ** 20;
 
 /** Failed after decoding (resize / crop): the caller names the input. */
 export class TransformError extends Error {
@@ -100,22 +109,26 @@ export class PreparePool {
     const worker = new Worker(new URL('./prepare_thread.mjs', import.meta.url), { workerData: { module: WORKER_MODULE }, execArgv: [] });
     const slot: Slot = { worker, task: null };
     liveThreads++;
+    worker.once('exit', () => liveThreads--);
     this.slots.push(slot);
     worker.unref();
+    const retire = () => {
+      const i = this.slots.indexOf(slot);
+      if (i >= 0) this.slots.splice(i, 1);
+      return i >= 0;
+    };
     worker.on('message', (m: PrepareReply) => {
       if (slot.task?.id !== m.id) return;
       const { task } = slot.task;
       slot.task = null;
       worker.unref();
+      if (m.decodedPixels >= RECYCLE_PIXELS && retire()) void worker.terminate();
       if ('image' in m) task.resolve(m.image);
       else task.reject(m.stage === 'transform' ? new TransformError(m.error) : new Error(m.error));
       this.pump();
     });
     const lost = (why: string) => {
-      const i = this.slots.indexOf(slot);
-      if (i < 0) return;
-      this.slots.splice(i, 1);
-      liveThreads--;
+      if (!retire()) return;
       slot.task?.task.reject(new Error(`the image decoding thread stopped: ${why}`));
       slot.task = null;
       this.pump(); // a new thread takes the queue

@@ -7,11 +7,12 @@ import { declaredSize } from '../image/index.js';
 import { ApiError } from './errors.js';
 
 /**
- * Default --max-pixels-in-flight: 3 x Pillow's MAX_IMAGE_PIXELS (268 M pixels). Decoding and preparing
- * takes at most ~7 bytes per declared pixel (RGBA decoded, then its RGB copy; BENCHMARKS.md, server
- * bombs), so the budget's pixels take at most ~1.9 GB, under the ~2.5 GB the full-size fp32 model takes
- * in a running server: the server stays under ~2x its working memory. Three times the decoder's limit
- * keeps room for one largest image with others beside it.
+ * Default --max-pixels-in-flight: 3 x Pillow's MAX_IMAGE_PIXELS (268 M pixels). Preparing an image
+ * takes at most ~4 bytes per declared pixel (an RLE BMP: its index plane and the RGB image; a PNG is
+ * decoded straight to RGB: 3), measured ~4.1 B per budget pixel of peak RSS (test/server-bombs,
+ * BENCHMARKS.md "Server"), so the budget's pixels take ~1.1 GB at worst: with the ~2.5 GB that the
+ * full-size fp32 model takes in a running server, ~3.6 GB, under 2x its working memory. Three times
+ * the per-image limit leaves room for the largest image with others beside it.
  */
 export const DEFAULT_MAX_PIXELS_IN_FLIGHT = 3 * 89_478_485;
 
