@@ -4,12 +4,17 @@
 // nothing more. Then the real-size bombs of issue 23 (a 342-byte RLE BMP declaring 9400 x 9400, a
 // 258 KB flat PNG of the same size) go through the processor while a timer runs: the preparing
 // threads (src/image/pool.ts) leave this thread's event loop free, and give the same bytes as
-// preparing on this thread.
+// preparing on this thread. A thread that dies fails only its own image.
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 
 import { CLIPImageProcessor, decodeImage, declaredSize, decodeThreads, resize, setDecodeThreads, setResampleBackend, type Resample } from '../src/image/index.js';
+import { PreparePool } from '../src/image/pool.js';
 import { flatPng, pngClaiming, rawBmpClaiming, rleDeltaBmp } from './helpers/bombs.js';
 
 const LIMIT = 1_000_000;
@@ -153,5 +158,30 @@ test('the wasm horizontal pass, run in strips of rows, gives the JS passes\' byt
     } finally {
       setResampleBackend('wasm');
     }
+  }
+});
+
+test('a preparing thread that dies fails only its own image, with a clear error; the next image gets a new thread', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-pool-'));
+  try {
+    // a stand-in for prepare_worker: answers with a 1x1 image, or ends its thread for the input "die"
+    const module = path.join(dir, 'dying_worker.mjs');
+    fs.writeFileSync(module, `import { parentPort, threadId } from 'node:worker_threads';
+parentPort.on('message', (job) => {
+  if (job.input === 'die') process.exit(3);
+  parentPort.postMessage({ id: job.id, image: { data: new Uint8Array([threadId, 0, 0]), width: 1, height: 1, channels: 3 }, decodedPixels: 1 });
+});\n`);
+    const pool = new PreparePool(1, pathToFileURL(module).href);
+    const job = (input: string) => pool.prepare({ input, cfg: new CLIPImageProcessor({}).config, decode: {}, keepGray: false });
+    const first = await job('a');
+    const [dead, queued] = await Promise.allSettled([job('die'), job('b')]);
+    assert.equal(dead.status, 'rejected');
+    assert.match((dead as PromiseRejectedResult).reason.message, /the image decoding thread stopped: exit code 3/);
+    assert.equal(queued.status, 'fulfilled', 'the image queued behind it runs on a new thread');
+    assert.notEqual((queued as PromiseFulfilledResult<{ data: Uint8Array }>).value.data[0], first.data[0], 'a different thread');
+    pool.close();
+    await assert.rejects(job('c'), /closed/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

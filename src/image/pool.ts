@@ -65,7 +65,11 @@ export class PreparePool {
   private nextId = 0;
   private closed = false;
 
-  constructor(readonly threads: number) {
+  /** `module`: what each thread runs (prepare_worker; tests give others). */
+  constructor(
+    readonly threads: number,
+    private readonly module: string = WORKER_MODULE,
+  ) {
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
   }
 
@@ -106,7 +110,7 @@ export class PreparePool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(new URL('./prepare_thread.mjs', import.meta.url), { workerData: { module: WORKER_MODULE }, execArgv: [] });
+    const worker = new Worker(new URL('./prepare_thread.mjs', import.meta.url), { workerData: { module: this.module }, execArgv: [] });
     const slot: Slot = { worker, task: null };
     liveThreads++;
     worker.once('exit', () => liveThreads--);
