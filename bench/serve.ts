@@ -6,6 +6,13 @@
 // cell, so a slow phase of the shared machine falls on both.
 //
 //   node --import tsx bench/serve.ts [--duration 15] [--rss-requests 10000] [--overload-seconds 20] [--json out.json]
+//   node --import tsx bench/serve.ts --budget-ab 4 [--duration 10] [--concurrency 8] [--decode-threads N]
+//
+// --budget-ab R: only the cost of the pixel budget (--max-pixels-in-flight, src/server/budget.ts): image
+// requests at the given concurrency against two apps of the same process, batching on, one with the
+// default budget and one without (a budget no request reaches), alternating, R rounds each.
+// --decode-threads N runs the server with ALTCLIP_DECODE_THREADS=N (0: images prepared on the event
+// loop, as before the preparing threads).
 //
 // Measured: throughput and p50/p99 for text and image embeddings at concurrency 1, 8, 32, batching on
 // and off; the server's RSS before and after --rss-requests text requests; an open-loop run at 2x the
@@ -33,10 +40,12 @@ const program = new Command()
   .option('--concurrency <list>', 'connections per cell', '1,8,32')
   .option('--rss-requests <n>', 'text requests between the two RSS readings', '10000')
   .option('--overload-seconds <s>', 'length of the 2x-capacity run', '20')
+  .option('--budget-ab <rounds>', 'only the pixel-budget A/B: image cells, budget on vs off, alternating (0: off)', '0')
+  .option('--decode-threads <n>', 'ALTCLIP_DECODE_THREADS for the server (default: its own default)')
   .option('--json <file>', 'write the raw results here', join(here, '.cache', 'serve-last.json'))
   .parse();
 const opts = program.opts<{ child?: boolean; model?: string; dtype: 'fp32' | 'q8'; duration: string; perConnection: string; modalities: string; concurrency: string;
-  rssRequests: string; overloadSeconds: string; json: string }>();
+  rssRequests: string; overloadSeconds: string; json: string; budgetAb: string; decodeThreads?: string }>();
 
 const TEXT = 'a photo of a cat sitting on a sofa';
 const IMAGE_URI = `data:image/jpeg;base64,${fs.readFileSync(join(root, 'test', 'fixtures', 'images', 'cat.jpg')).toString('base64')}`;
@@ -56,6 +65,8 @@ async function child(): Promise<void> {
     on: await createServer({ clip, modelName: 'bench', batching: { maxBatchSize: 16, maxWaitMs: 5, maxQueue: 4096, concurrency: 2 } }),
     off: await createServer({ clip, modelName: 'bench', batching: { maxBatchSize: 1, maxWaitMs: 0, maxQueue: 4096, concurrency: 2 } }),
     small: await createServer({ clip, modelName: 'bench', maxInputs: 32, batching: { maxBatchSize: 16, maxWaitMs: 5, maxQueue: 32, concurrency: 2 } }),
+    // batching on, and a pixel budget no request reaches: the budget's cost is `on` against this
+    unbudgeted: await createServer({ clip, modelName: 'bench', maxPixelsInFlight: Number.MAX_SAFE_INTEGER, batching: { maxBatchSize: 16, maxWaitMs: 5, maxQueue: 4096, concurrency: 2 } }),
   };
   const urls: Record<string, string> = {};
   for (const [name, app] of Object.entries(apps)) {
@@ -133,6 +144,7 @@ async function driver(): Promise<void> {
   log(`bench/serve: ${cpus()[0]?.model} x${availableParallelism()}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   const server: ChildProcess = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', '--model', model, '--dtype', opts.dtype], {
     cwd: root, stdio: ['ignore', 'pipe', 'inherit'],
+    env: opts.decodeThreads === undefined ? process.env : { ...process.env, ALTCLIP_DECODE_THREADS: opts.decodeThreads },
   });
   const ready = await new Promise<{ urls: Record<string, string>; loadSeconds: number }>((resolveReady, reject) => {
     let out = '';
@@ -146,54 +158,59 @@ async function driver(): Promise<void> {
   const { urls } = ready;
   const pid = server.pid!;
   log(`server up (model loaded in ${ready.loadSeconds.toFixed(1)} s), RSS ${(rssBytes(pid) / 2 ** 20).toFixed(0)} MiB`);
-  const results: { cells: Cell[]; rss?: unknown; overload?: unknown; loadSeconds: number; started: string; loadavg: number[]; cpu: string } = {
+  const results: { cells: Cell[]; rss?: unknown; overload?: unknown; budget?: unknown; peakRssMiB?: number; loadSeconds: number; started: string; loadavg: number[]; cpu: string } = {
     cells: [], loadSeconds: ready.loadSeconds, started: new Date().toISOString(), loadavg: loadavg(), cpu: cpus()[0]?.model ?? '',
   };
   try {
-    // Warm-up: every graph shape the cells use.
-    for (const modality of opts.modalities.split(',') as ('text' | 'image')[]) {
-      for (const mode of ['on', 'off']) await cannon(urls[mode]!, modality, 8, { amount: 8 });
-    }
-    const duration = Number(opts.duration);
-    for (const connections of opts.concurrency.split(',').map(Number)) {
+    if (Number(opts.budgetAb) > 0) {
+      results.budget = await budgetAb(urls, Number(opts.budgetAb), log);
+    } else {
+      // Warm-up: every graph shape the cells use.
       for (const modality of opts.modalities.split(',') as ('text' | 'image')[]) {
-        // Alternate which mode goes first, so neither always gets the machine's "first" phase.
-        const order = (connections + (modality === 'image' ? 1 : 0)) % 2 ? ['on', 'off'] : ['off', 'on'];
-        for (const mode of order) {
-          // A fixed duration counts only the answers inside it; with slow answers (a loaded machine) a fixed
-          // number of requests, timed from first sent to last answered, is the meaningful measure.
-          const t0 = performance.now();
-          const r = await cannon(urls[mode]!, modality, connections, duration > 0 ? { duration } : { amount: Math.max(8, connections * Number(opts.perConnection)) });
-          const seconds = (performance.now() - t0) / 1000;
-          const cell: Cell = { modality, mode, connections, rps: duration > 0 ? r.requests.average : r['2xx'] / seconds, p50: r.latency.p50, p99: r.latency.p99, ok: r['2xx'], non2xx: r.non2xx, errors: r.errors + r.timeouts };
-          results.cells.push(cell);
-          log(`${modality.padEnd(5)} c=${String(connections).padEnd(2)} batching ${mode.padEnd(3)}: ${cell.rps.toFixed(2)} req/s, p50 ${cell.p50} ms, p99 ${cell.p99} ms, non-2xx ${cell.non2xx}, errors ${cell.errors}  (load avg ${loadavg()[0]!.toFixed(1)})`);
+        for (const mode of ['on', 'off']) await cannon(urls[mode]!, modality, 8, { amount: 8 });
+      }
+      const duration = Number(opts.duration);
+      for (const connections of opts.concurrency.split(',').map(Number)) {
+        for (const modality of opts.modalities.split(',') as ('text' | 'image')[]) {
+          // Alternate which mode goes first, so neither always gets the machine's "first" phase.
+          const order = (connections + (modality === 'image' ? 1 : 0)) % 2 ? ['on', 'off'] : ['off', 'on'];
+          for (const mode of order) {
+            // A fixed duration counts only the answers inside it; with slow answers (a loaded machine) a fixed
+            // number of requests, timed from first sent to last answered, is the meaningful measure.
+            const t0 = performance.now();
+            const r = await cannon(urls[mode]!, modality, connections, duration > 0 ? { duration } : { amount: Math.max(8, connections * Number(opts.perConnection)) });
+            const seconds = (performance.now() - t0) / 1000;
+            const cell: Cell = { modality, mode, connections, rps: duration > 0 ? r.requests.average : r['2xx'] / seconds, p50: r.latency.p50, p99: r.latency.p99, ok: r['2xx'], non2xx: r.non2xx, errors: r.errors + r.timeouts };
+            results.cells.push(cell);
+            log(`${modality.padEnd(5)} c=${String(connections).padEnd(2)} batching ${mode.padEnd(3)}: ${cell.rps.toFixed(2)} req/s, p50 ${cell.p50} ms, p99 ${cell.p99} ms, non-2xx ${cell.non2xx}, errors ${cell.errors}  (load avg ${loadavg()[0]!.toFixed(1)})`);
+          }
         }
       }
-    }
 
-    // RSS before/after many requests (text, batching on, 32 connections).
-    const n = Number(opts.rssRequests);
-    if (n > 0) {
-      const before = rssBytes(pid);
-      const t0 = performance.now();
-      const r = await cannon(urls.on!, 'text', 32, { amount: n });
-      const after = rssBytes(pid);
-      results.rss = { requests: n, ok: r['2xx'], non2xx: r.non2xx, errors: r.errors + r.timeouts, before, after, growthMiB: (after - before) / 2 ** 20, seconds: (performance.now() - t0) / 1000 };
-      log(`RSS over ${n} text requests: ${(before / 2 ** 20).toFixed(0)} -> ${(after / 2 ** 20).toFixed(0)} MiB (${((after - before) / 2 ** 20).toFixed(1)} MiB), ${r['2xx']} ok, ${r.non2xx} non-2xx, ${(performance.now() - t0) / 1000 | 0} s`);
-    }
+      // RSS before/after many requests (text, batching on, 32 connections).
+      const n = Number(opts.rssRequests);
+      if (n > 0) {
+        const before = rssBytes(pid);
+        const t0 = performance.now();
+        const r = await cannon(urls.on!, 'text', 32, { amount: n });
+        const after = rssBytes(pid);
+        results.rss = { requests: n, ok: r['2xx'], non2xx: r.non2xx, errors: r.errors + r.timeouts, before, after, growthMiB: (after - before) / 2 ** 20, seconds: (performance.now() - t0) / 1000 };
+        log(`RSS over ${n} text requests: ${(before / 2 ** 20).toFixed(0)} -> ${(after / 2 ** 20).toFixed(0)} MiB (${((after - before) / 2 ** 20).toFixed(1)} MiB), ${r['2xx']} ok, ${r.non2xx} non-2xx, ${(performance.now() - t0) / 1000 | 0} s`);
+      }
 
-    // 2x capacity, open loop, against the small queue.
-    const capacity = Math.max(...results.cells.filter((c) => c.modality === 'image' && c.mode === 'on').map((c) => c.rps));
-    const seconds = Number(opts.overloadSeconds);
-    if (seconds > 0 && capacity > 0) {
-      const rate = 2 * capacity;
-      const o = await openLoop(urls.small!, rate, seconds);
-      const health = await fetch(`${urls.small}/health`).then((r) => r.status).catch(() => 0);
-      results.overload = { capacity, rate, seconds, ...o, okLatencies: undefined, okP50: pct(o.okLatencies, 50), okP99: pct(o.okLatencies, 99), okMax: Math.max(...o.okLatencies), healthAfter: health, serverAlive: server.exitCode === null };
-      log(`2x capacity (${rate.toFixed(1)} req/s for ${seconds} s, queue 32): ${JSON.stringify(o.byStatus)}, errors ${o.errors}, admitted p50 ${pct(o.okLatencies, 50).toFixed(0)} ms p99 ${pct(o.okLatencies, 99).toFixed(0)} ms, /health after: ${health}, server alive: ${server.exitCode === null}`);
+      // 2x capacity, open loop, against the small queue.
+      const capacity = Math.max(...results.cells.filter((c) => c.modality === 'image' && c.mode === 'on').map((c) => c.rps));
+      const seconds = Number(opts.overloadSeconds);
+      if (seconds > 0 && capacity > 0) {
+        const rate = 2 * capacity;
+        const o = await openLoop(urls.small!, rate, seconds);
+        const health = await fetch(`${urls.small}/health`).then((r) => r.status).catch(() => 0);
+        results.overload = { capacity, rate, seconds, ...o, okLatencies: undefined, okP50: pct(o.okLatencies, 50), okP99: pct(o.okLatencies, 99), okMax: Math.max(...o.okLatencies), healthAfter: health, serverAlive: server.exitCode === null };
+        log(`2x capacity (${rate.toFixed(1)} req/s for ${seconds} s, queue 32): ${JSON.stringify(o.byStatus)}, errors ${o.errors}, admitted p50 ${pct(o.okLatencies, 50).toFixed(0)} ms p99 ${pct(o.okLatencies, 99).toFixed(0)} ms, /health after: ${health}, server alive: ${server.exitCode === null}`);
+      }
     }
   } finally {
+    results.peakRssMiB = vmHwm(pid) / 2 ** 20;
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
   }
@@ -201,6 +218,30 @@ async function driver(): Promise<void> {
   fs.writeFileSync(opts.json, JSON.stringify(results, null, 1));
   log(`raw results: ${opts.json}`);
   process.stdout.write(`${table(results.cells)}\n`);
+}
+
+function vmHwm(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** Image req/s with the default pixel budget (`on`) and without (`unbudgeted`), alternating, `rounds` each. */
+async function budgetAb(urls: Record<string, string>, rounds: number, log: (m: string) => void): Promise<unknown> {
+  const connections = Number(opts.concurrency.split(',')[0]);
+  const duration = Number(opts.duration);
+  for (const mode of ['on', 'unbudgeted']) await cannon(urls[mode]!, 'image', connections, { amount: 2 * connections });
+  const rps: Record<string, number[]> = { on: [], unbudgeted: [] };
+  for (let r = 0; r < rounds; r++) {
+    for (const mode of r % 2 ? ['unbudgeted', 'on'] : ['on', 'unbudgeted']) {
+      const res = await cannon(urls[mode]!, 'image', connections, { duration });
+      rps[mode]!.push(res.requests.average);
+      log(`image c=${connections} ${mode === 'on' ? 'budget   ' : 'no budget'}: ${res.requests.average.toFixed(2)} req/s, p50 ${res.latency.p50} ms, p99 ${res.latency.p99} ms, non-2xx ${res.non2xx}  (load avg ${loadavg()[0]!.toFixed(1)})`);
+    }
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const ratios = rps.on!.map((x, i) => x / rps.unbudgeted![i]!);
+  log(`budget / no budget: mean ${mean(rps.on!).toFixed(2)} / ${mean(rps.unbudgeted!).toFixed(2)} req/s = ${(mean(rps.on!) / mean(rps.unbudgeted!)).toFixed(3)}x (per round: ${ratios.map((x) => x.toFixed(3)).join(', ')})`);
+  return { connections, duration, rounds, rps, decodeThreads: opts.decodeThreads ?? 'default' };
 }
 
 function table(cells: Cell[]): string {

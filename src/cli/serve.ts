@@ -29,6 +29,7 @@ interface ServeFlags {
   keepAliveTimeout: number;
   maxConnections: number;
   urlTimeout: number;
+  maxPixelsInFlight?: number;
 }
 
 function port(value: string): number {
@@ -89,7 +90,8 @@ export function serveCommand(): Command {
     .option('--headers-timeout <duration>', "time to receive a request's headers (408 after)", duration, 10_000)
     .option('--keep-alive-timeout <duration>', 'idle keep-alive connections are closed after this', duration, 5_000)
     .option('--max-connections <n>', 'most open connections; more are closed at once', positiveInt, 1024)
-    .option('--url-timeout <duration>', 'with --allow-urls: total time for one image URL, redirects included', duration, 10_000);
+    .option('--url-timeout <duration>', 'with --allow-urls: total time for one image URL, redirects included', duration, 10_000)
+    .option('--max-pixels-in-flight <n>', 'decoded image pixels (width x height) in flight, all requests together; a request over it waits, one alone over it gets 413 (default 268435455: 3 x the per-image limit)', positiveInt);
   cmd.addHelpText(
     'after',
     `
@@ -131,6 +133,7 @@ async function serve(flags: ServeFlags): Promise<void> {
     timeouts: { requestMs: flags.requestTimeout, headersMs: flags.headersTimeout, keepAliveMs: flags.keepAliveTimeout },
     maxConnections: flags.maxConnections,
     urls: { allowUrls: Boolean(flags.allowUrls), allowPrivateUrls: Boolean(flags.allowPrivateUrls), timeoutMs: flags.urlTimeout },
+    maxPixelsInFlight: flags.maxPixelsInFlight,
   });
   let stopped: () => void = () => {};
   const done = new Promise<void>((resolve) => (stopped = resolve));

@@ -39,6 +39,16 @@ const MASK_MODES: [bits: number, masks: number[], mode: RawMode][] = [
 const rawBits = (m: RawMode): number =>
   m.kind === 'bytes' || m.kind === 'index' ? m.bits : m.kind === 'bilevel' ? 1 : m.kind === 'gray' ? 8 : 16;
 
+/** Width and height as the header declares them (as decodeBmp reads them), or null without a header. */
+export function bmpSize(buf: Uint8Array): { width: number; height: number } | null {
+  if (buf.length < 26) return null;
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const headerSize = dv.getUint32(14, true);
+  if (headerSize === 12) return { width: dv.getUint16(18, true), height: dv.getUint16(20, true) };
+  const topDown = buf[25] === 0xff;
+  return { width: dv.getUint32(18, true), height: topDown ? 2 ** 32 - dv.getUint32(22, true) : dv.getUint32(22, true) };
+}
+
 export function decodeBmp(buf: Uint8Array, name: string, maxPixels: number): RawImage {
   const fail = (why: string): never => {
     throw new Error(`${name}: invalid or unsupported BMP (${why})`);
@@ -135,10 +145,15 @@ export function decodeBmp(buf: Uint8Array, name: string, maxPixels: number): Raw
     // set_as_raw(data, ("P" or "L", 0, direction)): 8-bit rows, bottom-up unless top-down
     for (let y = 0; y < height; y++) {
       const src = (topDown ? y : height - 1 - y) * width;
-      for (let x = 0; x < width; x++) {
-        const v = indices[src + x];
-        if (palette) out.set(palette.subarray(v * 3, v * 3 + 3), (y * width + x) * 3);
-        else out[y * width + x] = v;
+      if (!palette) {
+        out.set(indices.subarray(src, src + width), y * width);
+        continue;
+      }
+      for (let x = 0, o = y * width * 3; x < width; x++, o += 3) {
+        const v = indices[src + x] * 3;
+        out[o] = palette[v];
+        out[o + 1] = palette[v + 1];
+        out[o + 2] = palette[v + 2];
       }
     }
     return { data: out, width, height, channels };

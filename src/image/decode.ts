@@ -19,7 +19,7 @@ import * as fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import sharp, { type Sharp } from 'sharp';
 import { crc32 } from '../weights/zip.js';
-import { decodeBmp } from './bmp.js';
+import { bmpSize, decodeBmp } from './bmp.js';
 import type { ImageInput, RawImage } from './types.js';
 
 export interface ImageDecodeOptions {
@@ -30,6 +30,12 @@ export interface ImageDecodeOptions {
    * 89,478,485 = Pillow's Image.MAX_IMAGE_PIXELS: about 270 MB of RGB).
    */
   maxPixels?: number;
+  /**
+   * Leave out the alpha channel of 8-bit PNG / WebP / JPEG while decoding (what convert("RGB") does
+   * next anyway: the processor asks for it when it converts to RGB), instead of decoding it and
+   * copying the colour channels out after: an RGBA image then takes 3 bytes a pixel, not 4 + 3.
+   */
+  dropAlpha?: boolean;
 }
 
 export const DEFAULT_MAX_PIXELS = 89_478_485;
@@ -86,13 +92,35 @@ export async function decodeImage(bytes: Uint8Array, name: string, options: Imag
     const gray = header.gray;
     if (header.depth16) return await decode16(open(), gray, header.modeI);
     if (header.cmyk) return await decodeCmyk(open());
-    const pipeline = gray ? open().toColourspace('b-w') : open();
+    let pipeline = gray ? open().toColourspace('b-w') : open();
+    // (GIF keeps its alpha: it marks the pixels whose palette colour fillGifTransparency restores)
+    if (options.dropAlpha && format !== 'GIF') pipeline = pipeline.removeAlpha();
     const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
     const image: RawImage = { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: info.channels };
     if (format === 'GIF' && image.channels === 4) fillGifTransparency(image, bytes);
     return image;
   } catch (e) {
     throw new Error(`${name}: cannot decode ${format} image: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Width and height as an encoded image's header declares them, read without decoding (what decoding
+ * it would take; the server's pixel budget counts these). Null when no size can be read: decoding
+ * such bytes fails.
+ */
+export async function declaredSize(bytes: Uint8Array): Promise<{ width: number; height: number } | null> {
+  const format = sniff(bytes);
+  if (format === null || typeof format === 'object') return null;
+  if (format === 'BMP') return bmpSize(bytes);
+  const header = headerInfo(bytes, format);
+  if (header) return { width: header.width, height: header.height };
+  try {
+    // sharp's header read, on its own threads (GIF, WebP, CMYK or 12-bit JPEG)
+    const meta = await sharp(bytes, { limitInputPixels: false, pages: 1 }).metadata();
+    return meta.width && meta.height ? { width: meta.width, height: meta.height } : null;
+  } catch {
+    return null;
   }
 }
 

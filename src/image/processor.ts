@@ -3,8 +3,9 @@
 import * as fs from 'node:fs/promises';
 import { resolveFile, type PretrainedOptions } from '../hub/index.js';
 import { Tensor } from '../tensor.js';
-import { loadImage, type ImageDecodeOptions } from './decode.js';
-import { PIL_RESAMPLE, resize, type Region, type Resample } from './resample.js';
+import type { ImageDecodeOptions } from './decode.js';
+import { decodeThreads, prepareImage, TransformError } from './pool.js';
+import { PIL_RESAMPLE, type Resample } from './resample.js';
 import type { ImageInput, RawImage } from './types.js';
 
 export type SizeDict = { shortestEdge: number } | { height: number; width: number };
@@ -107,6 +108,8 @@ export function configFromDict(d: Record<string, unknown>): ImageProcessorConfig
   };
 }
 
+export { convertToRGB, dropAlpha, shortestEdgeSize } from './transform.js';
+
 function applyOverrides(c: ImageProcessorConfig, o: PreprocessOverrides): ImageProcessorConfig {
   const std = o.imageStd === undefined ? c.imageStd : triple(o.imageStd, 'imageStd');
   if (std.some((s) => s === 0)) throw new Error('imageStd must not contain 0');
@@ -123,66 +126,6 @@ function applyOverrides(c: ImageProcessorConfig, o: PreprocessOverrides): ImageP
     imageStd: std,
     doConvertRgb: bool(o.doConvertRgb, c.doConvertRgb, 'doConvertRgb'),
   };
-}
-
-/** get_resize_output_image_size(default_to_square=False): the short side to `edge`, the long one int(edge * long / short). */
-export function shortestEdgeSize(width: number, height: number, edge: number): { width: number; height: number } {
-  const [short, long] = width <= height ? [width, height] : [height, width];
-  if (short === edge) return { width, height };
-  const newLong = Math.trunc((edge * long) / short);
-  return width <= height ? { width: edge, height: newLong } : { width: newLong, height: edge };
-}
-
-/** Drop the alpha channel (LA -> L, RGBA -> RGB); the rest of convert("RGB") is per-channel. */
-export function dropAlpha(image: RawImage): RawImage {
-  const { width, height, channels: ch, data } = image;
-  if (ch === 1 || ch === 3) return image;
-  const c = ch - 1;
-  const n = width * height;
-  const out = new Uint8Array(n * c);
-  for (let i = 0; i < n; i++) for (let b = 0; b < c; b++) out[i * c + b] = data[i * ch + b];
-  return { data: out, width, height, channels: c as 1 | 3 };
-}
-
-/** Gray (1 channel) -> RGB by replicating the value; RGB is returned as it is. */
-function grayToRgb(img: RawImage): RawImage {
-  if (img.channels === 3) return img;
-  if (img.channels !== 1) throw new Error(`grayToRgb: expected 1 or 3 channels, got ${img.channels}`);
-  const n = img.width * img.height;
-  const out = new Uint8Array(n * 3);
-  for (let i = 0; i < n; i++) out[i * 3] = out[i * 3 + 1] = out[i * 3 + 2] = img.data[i];
-  return { data: out, width: img.width, height: img.height, channels: 3 };
-}
-
-/**
- * convert_to_rgb = Pillow 9.4's Image.convert("RGB") of a decoded image: alpha dropped without
- * compositing (the hidden colour of transparent pixels stays), gray replicated. The processor runs
- * the same two steps with the resize in between (gray is resized as one channel).
- */
-export function convertToRGB(image: RawImage): RawImage {
-  return grayToRgb(dropAlpha(image));
-}
-
-/**
- * transformers' center_crop when the crop reaches outside the image (zero padding). A crop inside
- * the image never comes here: resizeAndCrop resizes only that window.
- */
-function centerCrop(img: RawImage, cropH: number, cropW: number): RawImage {
-  const { width: w, height: h, channels: ch, data } = img;
-  const top = Math.floor((h - cropH) / 2);
-  const left = Math.floor((w - cropW) / 2);
-  // Padding then slicing puts source pixel (top + y, left + x) at output (y, x); the rest is 0.
-  const out = new Uint8Array(cropH * cropW * ch);
-  for (let y = 0; y < cropH; y++) {
-    const sy = top + y;
-    if (sy < 0 || sy >= h) continue;
-    for (let x = 0; x < cropW; x++) {
-      const sx = left + x;
-      if (sx < 0 || sx >= w) continue;
-      for (let b = 0; b < ch; b++) out[(y * cropW + x) * ch + b] = data[(sy * w + sx) * ch + b];
-    }
-  }
-  return { data: out, width: cropW, height: cropH, channels: ch };
 }
 
 export class CLIPImageProcessor {
@@ -218,41 +161,7 @@ export class CLIPImageProcessor {
    */
   async preprocessUint8(image: ImageInput, overrides: PreprocessOverrides = {}): Promise<RawImage> {
     const cfg = applyOverrides(this.config, overrides);
-    const decoded = await loadImage(image, { ...this.decodeOptions, ...definedOnly(overrides) });
-    return this.resizeAndCrop(decoded, cfg, false);
-  }
-
-  /** With `keepGray`, gray input stays 1 channel (toCHW expands it). */
-  private resizeAndCrop(decoded: RawImage, cfg: ImageProcessorConfig, keepGray: boolean): RawImage {
-    let img = decoded;
-    if (cfg.doConvertRgb) {
-      // convert("RGB") = drop alpha + replicate gray; every later step treats channels
-      // independently, so gray stays one channel until the end (same bytes, a third of the work).
-      img = dropAlpha(img);
-    } else if (img.channels !== 3) {
-      // transformers fails too (2-D arrays / 4-channel mean mismatch), just less clearly.
-      throw new Error(`image has ${img.channels} channels; doConvertRgb: false needs RGB input`);
-    }
-    let target = { width: img.width, height: img.height };
-    if (cfg.doResize) {
-      target = 'shortestEdge' in cfg.size ? shortestEdgeSize(img.width, img.height, cfg.size.shortestEdge) : { width: cfg.size.width, height: cfg.size.height };
-    }
-    let out: RawImage;
-    if (cfg.doCenterCrop) {
-      const { height: ch, width: cw } = cfg.cropSize;
-      const top = Math.floor((target.height - ch) / 2);
-      const left = Math.floor((target.width - cw) / 2);
-      const region: Region = { left, top, width: cw, height: ch };
-      if (top >= 0 && left >= 0 && top + ch <= target.height && left + cw <= target.width) {
-        out = resize(img, target.width, target.height, cfg.resample, region); // only the kept window
-      } else {
-        out = centerCrop(resize(img, target.width, target.height, cfg.resample), ch, cw);
-      }
-    } else {
-      out = resize(img, target.width, target.height, cfg.resample);
-    }
-    if (!keepGray) out = grayToRgb(out);
-    return out;
+    return prepareImage(image, cfg, { ...this.decodeOptions, ...definedOnly(overrides) }, false);
   }
 
   /** `processor(images=...)`: pixel values [N, 3, H, W] float32. */
@@ -264,19 +173,25 @@ export class CLIPImageProcessor {
     const luts = channelLuts(cfg);
     let out: Float32Array | null = null;
     let h = 0, w = 0;
-    // Decode image i + 1 (sharp works on its own threads) while image i is resized.
-    let next = loadImage(list[0], decodeOptions);
+    // Images are prepared side by side on the decoding threads (pool.ts), at most one per thread
+    // ahead of the one being stacked, so a long list never has all its images decoded at once.
+    const ahead = Math.max(1, decodeThreads());
+    const pending: Promise<RawImage>[] = [];
+    const start = (k: number) => {
+      const p = prepareImage(list[k], cfg, decodeOptions, true);
+      p.catch(() => {}); // surfaced when awaited, in input order
+      pending[k] = p;
+    };
     for (let i = 0; i < list.length; i++) {
-      const decoded = await next;
-      if (i + 1 < list.length) {
-        next = loadImage(list[i + 1], decodeOptions);
-        next.catch(() => {}); // surfaced when awaited
-      }
+      for (let k = pending.length; k < Math.min(list.length, i + ahead + 1); k++) start(k);
       let img: RawImage;
       try {
-        img = this.resizeAndCrop(decoded, cfg, true);
+        img = await pending[i];
       } catch (e) {
-        throw new Error(`${describe(list[i], i)}: ${(e as Error).message}`);
+        // decoding errors name their input already; resize / crop ones get its name here
+        throw e instanceof TransformError ? new Error(`${describe(list[i], i)}: ${e.message}`) : e;
+      } finally {
+        delete pending[i];
       }
       if (out === null) {
         [h, w] = [img.height, img.width];

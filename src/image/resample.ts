@@ -246,19 +246,29 @@ function releaseIfLarge(w: WasmPasses): void {
   if (w.memory.buffer.byteLength > 64 * 2 ** 20) wasm = undefined;
 }
 
+/** Source bytes copied into wasm memory per horizontal-pass strip (the pass is row by row). */
+const STRIP_BYTES = 8 * 2 ** 20;
+
 function horizontalWasm(w: WasmPasses, src: Uint8Array, srcWidth: number, y0: number, rows: number, c: Coeffs): Uint8Array {
   const outW = c.bounds.length >> 1;
-  const srcBytes = src.subarray(y0 * srcWidth * 3, (y0 + rows) * srcWidth * 3);
-  const outLen = rows * outW * 3;
-  const [pSrc, pBounds, pKK, pOut] = wasmLayout(w, [srcBytes.length, c.bounds.byteLength, c.kk.byteLength, outLen]);
+  const stride = srcWidth * 3;
+  // Each output row depends on its source row only, so the rows go through wasm memory in strips (an
+  // even number of rows, for hpass3x2's pairs): a 9400-px-wide image does not need a second copy of
+  // itself in wasm memory, only ~8 MB.
+  const strip = Math.min(rows, Math.max(2, Math.floor(STRIP_BYTES / stride / 2) * 2));
+  const out = new Uint8Array(rows * outW * 3);
+  const [pSrc, pBounds, pKK, pOut] = wasmLayout(w, [strip * stride, c.bounds.byteLength, c.kk.byteLength, strip * outW * 3]);
   const mem = new Uint8Array(w.memory.buffer);
-  mem.set(srcBytes, pSrc);
   new Int32Array(w.memory.buffer, pBounds, c.bounds.length).set(c.bounds);
   new Int32Array(w.memory.buffer, pKK, c.kk.length).set(c.kk);
-  const pairs = rows >> 1;
-  w.hpass3x2(pSrc, srcWidth * 3, pairs, outW, pBounds, pKK, c.ksize, pOut);
-  if (rows & 1) w.hpass3(pSrc + 2 * pairs * srcWidth * 3, srcWidth * 3, 1, outW, pBounds, pKK, c.ksize, pOut + 2 * pairs * outW * 3);
-  const out = mem.slice(pOut, pOut + outLen);
+  for (let r0 = 0; r0 < rows; r0 += strip) {
+    const n = Math.min(strip, rows - r0);
+    mem.set(src.subarray((y0 + r0) * stride, (y0 + r0 + n) * stride), pSrc);
+    const pairs = n >> 1;
+    w.hpass3x2(pSrc, stride, pairs, outW, pBounds, pKK, c.ksize, pOut);
+    if (n & 1) w.hpass3(pSrc + 2 * pairs * stride, stride, 1, outW, pBounds, pKK, c.ksize, pOut + 2 * pairs * outW * 3);
+    out.set(mem.subarray(pOut, pOut + n * outW * 3), r0 * outW * 3);
+  }
   releaseIfLarge(w);
   return out;
 }

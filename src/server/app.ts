@@ -12,6 +12,7 @@ import { createMetrics } from './metrics.js';
 import { registerRoutes } from './routes.js';
 import type { SearchIndex } from './search.js';
 import { DEFAULT_BATCHING, EmbeddingService } from './service.js';
+import { DEFAULT_MAX_PIXELS_IN_FLIGHT, PixelBudget } from './budget.js';
 
 export interface ServerOptions extends AccessOptions {
   /** The loaded model and processor (loadAltCLIP). */
@@ -34,6 +35,8 @@ export interface ServerOptions extends AccessOptions {
   maxConnections?: number;
   /** Image URLs (default: refused; timeoutMs: the total deadline of one fetch, redirects included). */
   urls?: Partial<Pick<UrlPolicy, 'allowUrls' | 'allowPrivateUrls' | 'timeoutMs'>>;
+  /** Decoded pixels in flight, all requests together (budget.ts; default DEFAULT_MAX_PIXELS_IN_FLIGHT). */
+  maxPixelsInFlight?: number;
 }
 
 export interface Timeouts {
@@ -79,6 +82,9 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     },
     queue: (depth) => metrics.queueDepth.set({ modality }, depth),
     rejected: () => metrics.rejected.inc({ modality }),
+  }), new PixelBudget(options.maxPixelsInFlight ?? DEFAULT_MAX_PIXELS_IN_FLIGHT, () => {
+    metrics.budgetRejected.inc();
+    metrics.rejectedRequests.inc({ reason: 'pixel_budget' });
   }));
   for (const modality of ['text', 'image']) metrics.queueDepth.set({ modality }, 0);
 

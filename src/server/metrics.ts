@@ -11,6 +11,7 @@ export interface ServerMetrics {
   modelRun: Histogram<'modality'>;
   rejected: Counter<'modality'>;
   rejectedRequests: Counter<'reason'>;
+  budgetRejected: Counter;
 }
 
 export function createMetrics(): ServerMetrics {
@@ -61,8 +62,13 @@ export function createMetrics(): ServerMetrics {
     rejectedRequests: new Counter({
       name: 'altclip_http_rejected_total',
       help: 'Requests and connections refused before a route ran or by a limit, by reason (host, auth, cors, '
-        + 'queue_full, body_too_large, uri_too_long, bad_request, timeout, connection_limit, shutting_down)',
+        + 'queue_full, pixel_budget, body_too_large, uri_too_long, bad_request, timeout, connection_limit, shutting_down)',
       labelNames: ['reason'],
+      registers,
+    }),
+    budgetRejected: new Counter({
+      name: 'altclip_pixel_budget_rejected_total',
+      help: 'Requests refused with 413 because their images alone declare more pixels than --max-pixels-in-flight',
       registers,
     }),
   };

@@ -10,6 +10,8 @@ import { type LabelScore, fillTemplate, scoreLabels } from '../tasks/zero-shot.j
 import { type BatcherHooks, type BatcherOptions, DynamicBatcher, InputError } from './batcher.js';
 import { ApiError } from './errors.js';
 import { embedImageBatches, embedTextBatches } from '../tasks/index.js';
+import { DEFAULT_MAX_PIXELS } from '../image/index.js';
+import type { PixelBudget } from './budget.js';
 
 export type Modality = 'text' | 'image';
 /** How errors name a request's inputs: a list's name ("input" -> "input[2]"), or a function of the index. */
@@ -26,6 +28,8 @@ export class EmbeddingService {
     readonly clip: AltCLIPParts,
     batching: BatcherOptions,
     hooks: (modality: Modality) => BatcherHooks = () => ({}),
+    /** Decoded pixels in flight (budget.ts): image requests borrow their pixels before they are queued. */
+    readonly budget?: PixelBudget,
   ) {
     const batchSize = batching.maxBatchSize;
     this.texts = new DynamicBatcher((inputs, onError) => embedTextBatches(clip, inputs, { batchSize, onError }), batching, hooks('text'));
@@ -38,9 +42,23 @@ export class EmbeddingService {
     return settle(this.texts.submit(texts), what);
   }
 
-  /** Normalised image embeddings of encoded images; an undecodable one is a 400 naming `what[i]`. */
-  embedImages(images: Uint8Array[], what: Naming = 'input'): Promise<Float32Array[]> {
-    return settle(this.images.submit(images), what);
+  /**
+   * Normalised image embeddings of encoded images; an undecodable one is a 400 naming `what[i]`. With a
+   * budget, the request first waits for its images' pixels (413 when they exceed the whole budget).
+   */
+  async embedImages(images: Uint8Array[], what: Naming = 'input'): Promise<Float32Array[]> {
+    const release = this.budget ? await this.budget.acquireImages(images, this.maxPixels()) : () => {};
+    try {
+      return await settle(this.images.submit(images), what);
+    } finally {
+      release();
+    }
+  }
+
+  /** The decoder's per-image pixel limit of this model's processor (images over it are refused unread). */
+  private maxPixels(): number {
+    const p = this.clip.processor as { imageProcessor?: { decodeOptions?: { maxPixels?: number } } };
+    return p.imageProcessor?.decodeOptions?.maxPixels ?? DEFAULT_MAX_PIXELS;
   }
 
   /** Tokens of the texts with the special tokens (what the model reads, before truncation to 512). */
@@ -75,6 +93,7 @@ export class EmbeddingService {
 
   /** Stops taking inputs; resolves when every queued and running batch is done. */
   async close(): Promise<void> {
+    await this.budget?.idle(); // requests waiting for pixels were received before the stop: they run
     await Promise.all([this.texts.close(), this.images.close()]);
   }
 }
