@@ -7,6 +7,7 @@ import { num, positiveInt } from './shared.js';
 
 interface SearchFlags {
   db: string;
+  model?: string;
   k: number;
   image?: string;
   template?: string;
@@ -20,6 +21,7 @@ export function searchCommand(): Command {
     .description('search an image index (made by "altclip index") by text, in any language, or by image')
     .argument('[text]', 'what to look for')
     .requiredOption('--db <dir>', 'index folder')
+    .option('-m, --model <id|dir>', "the index's model under another path (default: the one the index records; other weights are refused)")
     .option('--image <file>', 'search by this image instead of a text')
     .option('-k, --k <n>', 'how many results', positiveInt, 10)
     .option('--template <template>', 'put the text into this template, "{}" standing for the text (default: the text as is)')
@@ -43,7 +45,11 @@ async function runSearch(text: string | undefined, flags: SearchFlags): Promise<
   const { ImageIndex } = await import('../search/index.js');
   // A one-shot search is all load: with the packed weights cached, the full-size text tower loads
   // ~4x faster (BENCHMARKS.md, "Search"); the first search writes them.
-  const index = await ImageIndex.open(flags.db, { cachePrepacked: flags.cachePrepacked, ...(flags.threads !== undefined ? { threads: flags.threads } : {}) });
+  const index = await ImageIndex.open(flags.db, {
+    cachePrepacked: flags.cachePrepacked,
+    ...(flags.model !== undefined ? { model: flags.model } : {}),
+    ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+  });
   try {
     const results = await index.search(text ?? { image: flags.image! }, { k: flags.k, template: flags.template });
     if (flags.json) process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);

@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ImageInput } from '../image/index.js';
 import type { ModelOptions } from '../models/altclip.js';
+import { type ModelFingerprint, fingerprintChanges, modelFingerprint, type ResolvedModel, resolveModel } from '../models/fingerprint.js';
 import { embedImageBatches, embedTextBatches } from '../tasks/embeddings.js';
 import { loadAltCLIP } from '../tasks/pipeline.js';
 import type { AltCLIPParts, ModelIdentity } from '../tasks/types.js';
@@ -82,6 +83,8 @@ export const DEFAULT_INDEX_MODEL = 'BAAI/AltCLIP';
 
 export class ImageIndex {
   private store?: ImageStore;
+  /** The index's model as found (models/fingerprint.ts): recorded path, or the same weights elsewhere. */
+  private resolved?: ResolvedModel;
   private textClip?: Promise<Parts>;
   private visionClip?: Promise<Parts>;
 
@@ -93,8 +96,13 @@ export class ImageIndex {
    */
   static async open(dir: string, options: ImageIndexOptions = {}): Promise<ImageIndex> {
     const index = new ImageIndex(path.resolve(dir), options);
-    index.store = await openExisting(index.dir, options);
+    await index.openStore();
     return index;
+  }
+
+  /** The model the index's vectors come from, where it was found (undefined until the first update of a new index). */
+  get model(): ResolvedModel | undefined {
+    return this.resolved;
   }
 
   /** The model the vectors come from (undefined until the first update of a new index). */
@@ -129,9 +137,9 @@ export class ImageIndex {
   async addEmbedded(batches: Iterable<StoredRow[]> | AsyncIterable<StoredRow[]>, identity: ModelIdentity): Promise<number> {
     const lock = await WriterLock.acquire(this.dir, { waitMs: this.options.lockWaitMs });
     try {
-      this.store ??= await openExisting(this.dir, this.options);
-      if (this.store) checkIdentity(this.dir, this.store.metadata, identity);
-      else this.store = await ImageStore.open(this.dir, { create: newMetadata(identity), ann: this.options.ann });
+      await this.openStore();
+      if (this.store) checkIdentity(this.dir, this.store.metadata, this.resolved!, identity);
+      else this.store = await ImageStore.open(this.dir, { create: newMetadata(identity, identity.fingerprint), ann: this.options.ann });
       let written = 0;
       for await (const rows of batches) {
         if (rows.length === 0) continue;
@@ -200,27 +208,36 @@ export class ImageIndex {
   private async embedQuery(query: SearchQuery, template: string | undefined, meta: IndexMetadata): Promise<Float32Array> {
     if (typeof query === 'string' || (typeof query === 'object' && query !== null && 'text' in query)) {
       const text = applyTemplate(typeof query === 'string' ? query : query.text, template);
-      const clip = await this.clipFor('text', meta);
+      const clip = await this.clipFor('text');
       for await (const b of embedTextBatches(clip, [text])) return b.embeddings[0]!;
       throw new Error('the model returned no text embedding');
     }
     if (typeof query === 'object' && query !== null && 'image' in query) {
-      const clip = await this.clipFor('vision', meta);
+      const clip = await this.clipFor('vision');
       for await (const b of embedImageBatches(clip, [query.image])) return b.embeddings[0]!;
       throw new Error('the model returned no image embedding');
     }
     throw new TypeError('a search query is a text, { text }, or { image }');
   }
 
-  private clipFor(parts: 'text' | 'vision', meta?: IndexMetadata): Promise<Parts> {
+  /** Opens the store once the index exists (another writer may have created it meanwhile). */
+  private async openStore(): Promise<void> {
+    if (this.store) return;
+    const found = await openExisting(this.dir, this.options);
+    this.store = found?.store;
+    this.resolved = found?.model;
+  }
+
+  private clipFor(parts: 'text' | 'vision'): Promise<Parts> {
     if (this.options.clip) return Promise.resolve(this.options.clip);
     const have = parts === 'text' ? this.textClip : this.visionClip;
     if (have) return have;
     const { model, dtype, clip: _clip, batchSize: _b, lockWaitMs: _l, ann: _a, ...modelOptions } = this.options;
-    const loading = loadAltCLIP(meta?.model ?? model ?? DEFAULT_INDEX_MODEL, {
+    const found = this.resolved;
+    const loading = loadAltCLIP(found?.model ?? model ?? DEFAULT_INDEX_MODEL, {
       ...modelOptions,
-      dtype: meta?.dtype ?? dtype,
-      ...(meta?.revision ? { revision: meta.revision } : {}),
+      dtype: found?.dtype ?? dtype,
+      ...(found?.revision ? { revision: found.revision } : {}),
       parts,
     });
     if (parts === 'text') this.textClip = loading;
@@ -235,11 +252,14 @@ export class ImageIndex {
       const { found, scopes, missing } = await collectTargets(paths);
       // The model first: a new index records its identity; an existing one must match it.
       // Another writer may have created the index while this one waited for the lock.
-      this.store ??= await openExisting(this.dir, this.options);
-      const clip = await this.clipFor('vision', this.store?.metadata);
+      await this.openStore();
+      const clip = await this.clipFor('vision');
       const identity = identityOf(clip, this.store?.metadata, this.options);
-      if (this.store) checkIdentity(this.dir, this.store.metadata, identity);
-      else this.store = await ImageStore.open(this.dir, { create: newMetadata(identity), ann: this.options.ann });
+      if (this.store) checkIdentity(this.dir, this.store.metadata, this.resolved!, identity);
+      else {
+        const fingerprint = identity.fingerprint ?? await modelFingerprint(identity.model, { dtype: identity.dtype, revision: identity.revision });
+        this.store = await ImageStore.open(this.dir, { create: newMetadata(identity, fingerprint), ann: this.options.ann });
+      }
       return await this.apply(this.store, clip, found, scopes, missing, removeMissing, options, lock);
     } finally {
       await lock.release();
@@ -334,8 +354,8 @@ export class ImageIndex {
   }
 }
 
-/** The index in `dir` checked against the model asked for, or undefined if there is none yet. */
-async function openExisting(dir: string, options: ImageIndexOptions): Promise<ImageStore | undefined> {
+/** The index in `dir` and its model, checked against the model asked for; undefined if there is no index yet. */
+async function openExisting(dir: string, options: ImageIndexOptions): Promise<{ store: ImageStore; model: ResolvedModel } | undefined> {
   let store: ImageStore;
   try {
     store = await ImageStore.open(dir, { ann: options.ann });
@@ -344,12 +364,12 @@ async function openExisting(dir: string, options: ImageIndexOptions): Promise<Im
     throw err;
   }
   try {
-    checkRequested(dir, store.metadata, options);
+    const model = await resolveModel(dir, store.metadata, { model: options.model, dtype: options.dtype });
+    return { store, model };
   } catch (err) {
     store.close();
-    throw err;
+    throw err instanceof IndexFolderError ? err : new IndexFolderError((err as Error).message);
   }
-  return store;
 }
 
 function stripKind(f: StoredFile & { kind: string }): StoredFile {
@@ -390,41 +410,30 @@ function identityOf(clip: Parts, meta: IndexMetadata | undefined, options: Image
   throw new Error(`options.clip has no identity: load it with loadAltCLIP, or give options.model (${options.model ?? 'none'}) instead`);
 }
 
-function newMetadata(identity: ModelIdentity): IndexMetadata {
-  return { format: FORMAT, schemaVersion: SCHEMA_VERSION, ...identity, createdAt: new Date().toISOString() };
+function newMetadata(identity: ModelIdentity, fingerprint: ModelFingerprint | undefined): IndexMetadata {
+  const { fingerprint: _f, ...id } = identity;
+  return { format: FORMAT, schemaVersion: SCHEMA_VERSION, ...id, ...(fingerprint ? { fingerprint } : {}), createdAt: new Date().toISOString() };
 }
 
-/** The model name as an index records it: a local folder's real path, a hub repo id as is. */
-export function modelKey(model: string): string {
-  try {
-    if (fs.statSync(model).isDirectory()) return fs.realpathSync(model);
-  } catch {
-    // not a local folder
-  }
-  return model;
-}
+/** The model name as an index records it (models/fingerprint.ts). */
+export { modelKey } from '../models/fingerprint.js';
 
 function describe(m: { model: string; revision: string | null; dtype: string }): string {
   return `${m.model}${m.revision ? `@${m.revision.slice(0, 12)}` : ''} (${m.dtype})`;
 }
 
-/** Before loading: the model and dtype asked for must be the index's. */
-function checkRequested(dir: string, meta: IndexMetadata, options: ImageIndexOptions): void {
-  const wantModel = options.model !== undefined ? modelKey(options.model) : meta.model;
-  const wantDtype = options.dtype ?? meta.dtype;
-  if (wantModel !== meta.model || wantDtype !== meta.dtype) {
-    throw new IndexFolderError(`${dir}: the index was built with ${describe(meta)}; this run asks for ${describe({ model: wantModel, revision: null, dtype: wantDtype })}. `
-      + 'Embeddings of different models are not comparable: use another --db, or leave out --model/--dtype');
-  }
-}
-
-/** After loading: same model, revision, dtype and width as recorded. */
-function checkIdentity(dir: string, meta: IndexMetadata, id: ModelIdentity): void {
-  const same = id.model === meta.model && id.dtype === meta.dtype && id.projectionDim === meta.projectionDim
-    && (meta.revision === null || id.revision === null || id.revision === meta.revision);
+/**
+ * After loading: the model loaded is the one found for the index (resolveModel: recorded, or the same
+ * weights moved), in its dtype and width; rows embedded elsewhere carry their model's fingerprint.
+ */
+function checkIdentity(dir: string, meta: IndexMetadata, found: ResolvedModel, id: ModelIdentity): void {
+  const changes = meta.fingerprint && id.fingerprint ? fingerprintChanges(meta.fingerprint, id.fingerprint) : [];
+  const same = (id.fingerprint && meta.fingerprint ? changes.length === 0 : id.model === found.model)
+    && id.dtype === meta.dtype && id.projectionDim === meta.projectionDim
+    && (found.revision === null || id.revision === null || id.revision === found.revision);
   if (!same) {
-    throw new IndexFolderError(`${dir}: the index was built with ${describe(meta)}; the model loaded is ${describe(id)}. `
-      + 'Embeddings of different models are not comparable: use another --db');
+    throw new IndexFolderError(`${dir}: the index was built with ${describe(meta)}; the model loaded is ${describe(id)}`
+      + `${changes.length ? ` (${changes.join('; ')})` : ''}. Embeddings of different models are not comparable: use another --db`);
   }
 }
 

@@ -10,6 +10,8 @@ export {
   type SkippedImage,
   type UpdateOptions,
 } from './image_index.js';
+export { indexModel } from './index_model.js';
+export type { ModelFingerprint, ResolvedModel } from '../models/fingerprint.js';
 export { DEFAULT_ANN, IndexFolderError, TABLE_NAME, type AnnOptions, type IndexMetadata } from './store.js';
 export { IndexLockedError } from './lock.js';
 export { IMAGE_EXTENSIONS } from './files.js';

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type * as Lance from '@lancedb/lancedb';
 import type * as Arrow from 'apache-arrow';
+import type { ModelFingerprint } from '../models/fingerprint.js';
 import { LOCK_NAME } from './lock.js';
 
 export const TABLE_NAME = 'images';
@@ -25,6 +26,8 @@ export interface IndexMetadata {
   revision: string | null;
   dtype: 'fp32' | 'q8';
   projectionDim: number;
+  /** config + weight files' sha256, dtype and q8 scheme (models/fingerprint.ts); absent in older indexes */
+  fingerprint?: ModelFingerprint;
   createdAt: string;
 }
 
