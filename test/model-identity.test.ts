@@ -119,7 +119,7 @@ describe('model identity by weights (altclip index / search / serve)', () => {
       name: 'another dtype asked for',
       apply: () => {},
       args: ['--dtype', 'q8'],
-      refused: /built with .* \(fp32\); this run asks for dtype q8/,
+      refused: /built with .* \(fp32\); this run asks for .* \(q8\)/,
     },
     {
       name: 'same bytes written again (new mtime and inode): no change',
@@ -243,7 +243,7 @@ describe('model identity by weights (altclip index / search / serve)', () => {
     });
 
     it("another model's weights under a new path: refused by index, search and serve, naming what differs", async () => {
-      const pattern = new RegExp(`weights at ${fs.realpathSync(other)} differ: config\\.json changed .*model\\.safetensors changed`);
+      const pattern = new RegExp(`this run asks for ${fs.realpathSync(other)} \\(fp32\\), whose files differ: config\\.json changed .*model\\.safetensors changed`);
       assertRefused(await altclip(['index', path.join(tmp, 'pictures'), '--db', db, '--model', other]), pattern);
       assertRefused(await altclip(['search', 'a cat', '--db', db, '--model', other]), pattern);
       const serve = await altclip(['serve', '--db', db, '--model', other, '--host', '127.0.0.1', '--port', '0']);

@@ -123,7 +123,7 @@ export async function resolveModel(
   const dtype = requested.dtype ?? recorded.dtype;
   const was = `${recorded.model}${recorded.revision ? `@${recorded.revision.slice(0, 12)}` : ''} (${recorded.dtype})`;
   if (dtype !== recorded.dtype) {
-    throw new Error(`${where}: the index was built with ${was}; this run asks for dtype ${dtype}. ${MODEL_MISMATCH}, or leave out --dtype`);
+    throw new Error(`${where}: the index was built with ${was}; this run asks for ${model} (${dtype}). ${MODEL_MISMATCH}, or leave out --dtype`);
   }
   const samePath = model === recorded.model;
   if (!recorded.fingerprint) {
@@ -143,7 +143,7 @@ export async function resolveModel(
   }
   const changes = fingerprintChanges(recorded.fingerprint, now);
   if (changes.length > 0) {
-    throw new Error(`${where}: the index was built with ${was}; the weights ${samePath ? 'there are no longer the same' : `at ${model} differ`}: `
+    throw new Error(`${where}: the index was built with ${was}; ${samePath ? 'the files there have changed since' : `this run asks for ${model} (${dtype}), whose files differ`}: `
       + `${changes.join('; ')}. ${MODEL_MISMATCH}${samePath ? ', or put back the files the index was built with' : ''}`);
   }
   if (samePath) return { model, revision, dtype, fingerprint: now };

@@ -139,7 +139,7 @@ export class ImageIndex {
     try {
       await this.openStore();
       if (this.store) checkIdentity(this.dir, this.store.metadata, this.resolved!, identity);
-      else this.store = await ImageStore.open(this.dir, { create: newMetadata(identity, identity.fingerprint), ann: this.options.ann });
+      else this.store = await this.create(identity, identity.fingerprint);
       let written = 0;
       for await (const rows of batches) {
         if (rows.length === 0) continue;
@@ -220,6 +220,13 @@ export class ImageIndex {
     throw new TypeError('a search query is a text, { text }, or { image }');
   }
 
+  /** A new index, recording the model's identity and fingerprint. */
+  private async create(identity: ModelIdentity, fingerprint: ModelFingerprint | undefined): Promise<ImageStore> {
+    const store = await ImageStore.open(this.dir, { create: newMetadata(identity, fingerprint), ann: this.options.ann });
+    this.resolved = { model: identity.model, revision: identity.revision, dtype: identity.dtype, fingerprint: fingerprint ?? null };
+    return store;
+  }
+
   /** Opens the store once the index exists (another writer may have created it meanwhile). */
   private async openStore(): Promise<void> {
     if (this.store) return;
@@ -257,8 +264,7 @@ export class ImageIndex {
       const identity = identityOf(clip, this.store?.metadata, this.options);
       if (this.store) checkIdentity(this.dir, this.store.metadata, this.resolved!, identity);
       else {
-        const fingerprint = identity.fingerprint ?? await modelFingerprint(identity.model, { dtype: identity.dtype, revision: identity.revision });
-        this.store = await ImageStore.open(this.dir, { create: newMetadata(identity, fingerprint), ann: this.options.ann });
+        this.store = await this.create(identity, identity.fingerprint ?? await modelFingerprint(identity.model, { dtype: identity.dtype, revision: identity.revision }));
       }
       return await this.apply(this.store, clip, found, scopes, missing, removeMissing, options, lock);
     } finally {
