@@ -50,6 +50,12 @@ async function tableState(db: string): Promise<{ meta: Record<string, unknown>; 
   return { meta, rows, versions };
 }
 
+/** What `altclip index --json` did (the counts and skipped images). */
+function counts(r: Run): Record<string, unknown> {
+  const { added, updated, removed, unchanged, renamed, skipped } = JSON.parse(r.stdout) as Record<string, unknown>;
+  return { added, updated, removed, unchanged, renamed, skipped };
+}
+
 function assertRefused(r: Run, pattern: RegExp): void {
   assert.equal(r.code, 1, `exit code 1 expected, got ${r.code}: ${r.stderr}`);
   assert.match(r.stderr, /^altclip: error: /m);
@@ -152,7 +158,7 @@ describe('model identity by weights (altclip index / search / serve)', () => {
           assert.deepEqual(now, before, 'a refused run changes nothing');
         } else {
           assert.equal(r.code, 0, r.stderr);
-          assert.deepEqual(JSON.parse(r.stdout), { added: 0, updated: 0, removed: 0, unchanged: 3, renamed: 0, skipped: [] });
+          assert.deepEqual(counts(r), { added: 0, updated: 0, removed: 0, unchanged: 3, renamed: 0, skipped: [] });
         }
       } finally {
         fs.rmSync(model, { recursive: true, force: true });
@@ -194,7 +200,7 @@ describe('model identity by weights (altclip index / search / serve)', () => {
       for (const where of [moved, copied]) {
         const r = await altclip(['index', path.join(tmp, 'pictures'), '--db', db, '--model', where, '--json']);
         assert.equal(r.code, 0, r.stderr);
-        assert.deepEqual(JSON.parse(r.stdout), { added: 0, updated: 0, removed: 0, unchanged: 3, renamed: 0, skipped: [] });
+        assert.deepEqual(counts(r), { added: 0, updated: 0, removed: 0, unchanged: 3, renamed: 0, skipped: [] });
         assert.match(r.stderr, new RegExp(`altclip: warning: .*records its model at .*/a; the same weights are at ${fs.realpathSync(where)}`));
       }
       // a new image is embedded with the moved model into the same index

@@ -16,9 +16,15 @@ import { type ModelFingerprint, fingerprintChanges, modelFingerprint, type Resol
 import { embedImageBatches, embedTextBatches } from '../tasks/embeddings.js';
 import { loadAltCLIP } from '../tasks/pipeline.js';
 import type { AltCLIPParts, ModelIdentity } from '../tasks/types.js';
-import { type FileState, isInside, sha256File, statFile, walkImages } from './files.js';
+import { type FileState, isInside, sha256File, statFile, UnreadableFolderError, type UnreadablePath, walkImagesReport } from './files.js';
 import { WriterLock } from './lock.js';
 import { type AnnOptions, FORMAT, ImageStore, type IndexMetadata, IndexFolderError, SCHEMA_VERSION, type StoredFile, type StoredRow } from './store.js';
+
+/** Rows are committed in groups: this many rows, or after this long (whichever comes first). */
+export const DEFAULT_COMMIT_ROWS = 1024;
+export const DEFAULT_COMMIT_MS = 2_000;
+/** A long run removes old versions every this many commits, so that at most about this many are kept. */
+const COMPACT_EVERY_COMMITS = 50;
 
 type Parts = AltCLIPParts;
 
@@ -36,6 +42,10 @@ export interface ImageIndexOptions extends ModelOptions {
   lockWaitMs?: number;
   /** Approximate-index settings (row count that triggers it, probes, re-ranking). */
   ann?: Partial<AnnOptions>;
+  /** Commit embedded rows once this many are pending (default 1024)... */
+  commitRows?: number;
+  /** ...or once the last commit is this many ms old (default 2000). A kill -9 loses at most one group. */
+  commitMs?: number;
 }
 
 export interface UpdateOptions {
@@ -43,7 +53,34 @@ export interface UpdateOptions {
   onProgress?: (done: number, total: number) => void;
   /** Called once the images to embed are known (before the first batch). */
   onPlan?: (plan: { toEmbed: number; unchanged: number }) => void;
+  /** Stops embedding: what was embedded is committed, then IndexInterruptedError is thrown. */
   signal?: AbortSignal;
+  /** Remove the rows of offline paths (missing, emptied or unreadable folders) too (default: keep them). */
+  pruneOffline?: boolean;
+}
+
+/** A path whose rows were kept because it could not be read, or is missing or empty where it had rows. */
+export interface OfflinePath {
+  path: string;
+  /** "missing", "empty", "unreadable (EACCES)", ... */
+  reason: string;
+}
+
+/** Argument paths that do not exist (and have no rows in the index): nothing was done. */
+export class MissingPathsError extends Error {
+  override name = 'MissingPathsError';
+  constructor(readonly paths: string[]) {
+    super(paths.length === 1 ? `${paths[0]}: no such file or folder (nothing was indexed)`
+      : `no such files or folders: ${paths.join(', ')} (nothing was indexed)`);
+  }
+}
+
+/** An update stopped by its signal; `result` is what was committed (and is kept). */
+export class IndexInterruptedError extends Error {
+  override name = 'IndexInterruptedError';
+  constructor(readonly result: IndexUpdate) {
+    super('interrupted');
+  }
 }
 
 export interface SkippedImage {
@@ -60,6 +97,10 @@ export interface IndexUpdate {
   /** Files found under a new path with the content of a row whose file is gone: the row moved. */
   renamed: number;
   skipped: SkippedImage[];
+  /** Paths whose rows were kept (or removed, with pruneOffline) because they could not be read. */
+  offline: OfflinePath[];
+  /** Paths that had more than one row (written by an older altclip), left with one. */
+  repaired: number;
 }
 
 export interface SearchOptions {
@@ -140,16 +181,17 @@ export class ImageIndex {
       await this.openStore();
       if (this.store) checkIdentity(this.dir, this.store.metadata, this.resolved!, identity);
       else this.store = await this.create(identity, identity.fingerprint);
+      this.store.fence = lock;
       let written = 0;
       for await (const rows of batches) {
         if (rows.length === 0) continue;
-        lock.check();
         await this.store.upsert(rows);
         written += rows.length;
       }
       if (written > 0) await this.store.maintain();
       return written;
     } finally {
+      if (this.store) this.store.fence = undefined;
       await lock.release();
     }
   }
@@ -159,6 +201,7 @@ export class ImageIndex {
     if (!this.store) return 0;
     const lock = await WriterLock.acquire(this.dir, { waitMs: this.options.lockWaitMs });
     try {
+      this.store.fence = lock;
       const stored = await this.store.files();
       const targets = paths.map((p) => path.resolve(p));
       const gone = [...stored.keys()].filter((p) => targets.some((t) => p === t || isInside(p, t)));
@@ -166,6 +209,23 @@ export class ImageIndex {
       if (gone.length > 0) await this.store.maintain();
       return gone.length;
     } finally {
+      this.store.fence = undefined;
+      await lock.release();
+    }
+  }
+
+  /**
+   * Compacts the table and removes every old version (`graceMs` 0) or those older than `graceMs`:
+   * `altclip index --compact`. Returns the versions left.
+   */
+  async compact(graceMs = 0): Promise<{ versions: number }> {
+    const store = this.requireStore();
+    const lock = await WriterLock.acquire(this.dir, { waitMs: this.options.lockWaitMs });
+    try {
+      store.fence = lock;
+      return { versions: await store.compact(graceMs) };
+    } finally {
+      store.fence = undefined;
       await lock.release();
     }
   }
@@ -239,7 +299,7 @@ export class ImageIndex {
     if (this.options.clip) return Promise.resolve(this.options.clip);
     const have = parts === 'text' ? this.textClip : this.visionClip;
     if (have) return have;
-    const { model, dtype, clip: _clip, batchSize: _b, lockWaitMs: _l, ann: _a, ...modelOptions } = this.options;
+    const { model, dtype, clip: _clip, batchSize: _b, lockWaitMs: _l, ann: _a, commitRows: _r, commitMs: _m, ...modelOptions } = this.options;
     const found = this.resolved;
     const loading = loadAltCLIP(found?.model ?? model ?? DEFAULT_INDEX_MODEL, {
       ...modelOptions,
@@ -256,79 +316,69 @@ export class ImageIndex {
     if (!Array.isArray(paths) || paths.length === 0) throw new Error('nothing to index: give image files or folders');
     const lock = await WriterLock.acquire(this.dir, { waitMs: this.options.lockWaitMs });
     try {
-      const { found, scopes, missing } = await collectTargets(paths);
-      // The model first: a new index records its identity; an existing one must match it.
       // Another writer may have created the index while this one waited for the lock.
       await this.openStore();
+      const scan = this.store ? await this.store.scan() : { files: new Map<string, StoredFile>(), duplicates: [] };
+      // Before anything is loaded or written: every argument must exist, or have rows (then it is offline).
+      const targets = await scanTargets(paths, scan.files);
+      // The model first: a new index records its identity; an existing one must match it.
       const clip = await this.clipFor('vision');
       const identity = identityOf(clip, this.store?.metadata, this.options);
       if (this.store) checkIdentity(this.dir, this.store.metadata, this.resolved!, identity);
       else {
         this.store = await this.create(identity, identity.fingerprint ?? await modelFingerprint(identity.model, { dtype: identity.dtype, revision: identity.revision }));
       }
-      return await this.apply(this.store, clip, found, scopes, missing, removeMissing, options, lock);
+      this.store.fence = lock;
+      await this.store.repairDuplicates(scan.duplicates);
+      const plan = await planUpdate(scan.files, targets, { removeMissing, pruneOffline: options.pruneOffline === true });
+      const result = await this.apply(this.store, clip, plan, options);
+      result.repaired = scan.duplicates.length;
+      return result;
     } finally {
+      if (this.store) this.store.fence = undefined;
       await lock.release();
     }
   }
 
-  private async apply(
-    store: ImageStore, clip: Parts, found: FileState[], scopes: string[], missingFiles: string[],
-    removeMissing: boolean, options: UpdateOptions, lock: WriterLock,
-  ): Promise<IndexUpdate> {
-    const result: IndexUpdate = { added: 0, updated: 0, removed: 0, unchanged: 0, renamed: 0, skipped: [] };
-    const stored = await store.files();
-    const seen = new Set(found.map((f) => f.path));
-    // Rows whose file is gone from the folders walked (or was named and is missing).
-    const gone = removeMissing
-      ? [...stored.values()].filter((r) => !seen.has(r.path) && (missingFiles.includes(r.path) || scopes.some((s) => isInside(r.path, s))))
-      : [];
-
-    const touched: StoredFile[] = []; // same content, new size/mtime: keep the vector
-    const toEmbed: (StoredFile & { kind: 'added' | 'updated' })[] = [];
-    const renames: { from: StoredFile; to: StoredFile }[] = [];
-    const goneByHash = new Map<string, StoredFile[]>();
-    for (const r of gone) goneByHash.set(r.sha256, [...(goneByHash.get(r.sha256) ?? []), r]);
-
-    await forEachLimit(found, 4, async (f) => {
-      const row = stored.get(f.path);
-      if (row && row.size === f.size && row.mtime === f.mtime) {
-        result.unchanged++;
-        return;
-      }
-      let sha256: string;
-      try {
-        sha256 = await sha256File(f.path);
-      } catch (err) {
-        result.skipped.push({ input: f.path, error: `${f.path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
-        return;
-      }
-      const file = { ...f, sha256 };
-      if (row && row.sha256 === sha256) {
-        touched.push(file);
-        result.unchanged++;
-      } else if (row) toEmbed.push({ ...file, kind: 'updated' });
-      else {
-        const from = goneByHash.get(sha256)?.pop();
-        if (from) renames.push({ from, to: file });
-        else toEmbed.push({ ...file, kind: 'added' });
-      }
-    });
-    toEmbed.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  /** Carries out a plan: rows that keep their vector, then new and changed images in groups, then removals. */
+  private async apply(store: ImageStore, clip: Parts, plan: UpdatePlan, options: UpdateOptions): Promise<IndexUpdate> {
+    const result: IndexUpdate = {
+      added: 0, updated: 0, removed: 0, unchanged: plan.unchanged, renamed: 0, skipped: [...plan.skipped], offline: plan.offline, repaired: 0,
+    };
+    const { toEmbed, renames } = plan;
     options.onPlan?.({ toEmbed: toEmbed.length, unchanged: result.unchanged });
+    let compactedAt = store.commits;
+    const maybeCompact = async () => {
+      if (store.commits - compactedAt < COMPACT_EVERY_COMMITS) return;
+      await store.compact();
+      compactedAt = store.commits;
+    };
 
     // 1. Rows that keep their vector: touched files, and renamed files (new row first, then the old
     //    one goes: a kill in between leaves the old path, which the next run removes as gone).
-    const keep = [...touched.map((f) => ({ from: f, to: f })), ...renames];
+    const keep = [...plan.touched.map((f) => ({ from: f, to: f })), ...renames];
     if (keep.length > 0) {
-      lock.check();
       const vectors = await store.vectors(keep.map((r) => r.from.path));
       await store.upsert(keep.flatMap(({ from, to }) => (vectors.has(from.path) ? [{ ...to, vector: vectors.get(from.path)! }] : [])));
       await store.delete(renames.map((r) => r.from.path));
       result.renamed = renames.length;
     }
 
-    // 2. New and changed images, one commit per batch: a kill loses at most the batch in flight.
+    // 2. New and changed images, committed in groups (by count and by time): a kill loses at most the
+    //    group pending, which the next run embeds again.
+    const commitRows = this.options.commitRows ?? DEFAULT_COMMIT_ROWS;
+    const commitMs = this.options.commitMs ?? DEFAULT_COMMIT_MS;
+    let pending: { row: StoredRow; kind: 'added' | 'updated' }[] = [];
+    let lastCommit = performance.now();
+    const flush = async () => {
+      if (pending.length > 0) {
+        await store.upsert(pending.map((p) => p.row));
+        for (const p of pending) result[p.kind]++;
+        pending = [];
+        await maybeCompact();
+      }
+      lastCommit = performance.now();
+    };
     const failed: string[] = [];
     const batches = embedImageBatches(clip, toEmbed.map((f) => f.path), {
       batchSize: this.options.batchSize,
@@ -340,24 +390,179 @@ export class ImageIndex {
         failed.push(toEmbed[failure.index]!.path);
       },
     });
-    for await (const batch of batches) {
-      const rows: StoredRow[] = batch.indices.map((i, j) => ({ ...stripKind(toEmbed[i]!), vector: batch.embeddings[j]! }));
-      lock.check();
-      await store.upsert(rows);
-      for (const i of batch.indices) result[toEmbed[i]!.kind]++;
+    try {
+      for await (const batch of batches) {
+        for (const [j, i] of batch.indices.entries()) pending.push({ row: { ...stripKind(toEmbed[i]!), vector: batch.embeddings[j]! }, kind: toEmbed[i]!.kind });
+        if (pending.length >= commitRows || performance.now() - lastCommit >= commitMs) await flush();
+      }
+      await flush();
+    } catch (err) {
+      if (!options.signal?.aborted) throw err;
+      await flush(); // what was embedded before the interruption is kept
+      result.skipped.sort(byInput);
+      throw new IndexInterruptedError(result);
     }
 
-    // 3. Rows of files that are gone, and of changed files that can no longer be read.
-    const renamedFrom = new Set(renames.map((r) => r.from.path));
-    const removed = gone.filter((r) => !renamedFrom.has(r.path)).map((r) => r.path);
-    lock.check();
-    await store.delete([...removed, ...failed.filter((p) => stored.has(p))]);
+    // 3. Rows of files verifiably gone, and of changed files that are no longer images.
+    const removed = plan.removed;
+    const stale = failed.filter((p) => plan.stored.has(p));
+    await store.delete([...removed, ...stale]);
     result.removed = removed.length;
-    result.skipped.sort((a, b) => (a.input < b.input ? -1 : a.input > b.input ? 1 : 0));
+    result.skipped.sort(byInput);
 
-    if (keep.length + toEmbed.length + removed.length + failed.length > 0) await store.maintain();
+    // old versions go at the end of a run (those of the last minute stay for readers still on them)
+    if (keep.length + toEmbed.length + removed.length + stale.length + plan.repaired > 0 || store.commits > 0) await store.maintain();
     return result;
   }
+}
+
+const byInput = (a: SkippedImage, b: SkippedImage) => (a.input < b.input ? -1 : a.input > b.input ? 1 : 0);
+
+/** What the arguments of an update found on disk. */
+export interface UpdateTargets {
+  /** Image files found (walked folders, and files named). */
+  found: FileState[];
+  /** Folders walked completely enough that a row under them whose file was not found is gone. */
+  scopes: string[];
+  /** Files named that are gone (ENOENT under a readable parent folder). */
+  missingFiles: string[];
+  /** Missing, emptied or unreadable folders and files that have rows: their rows are not gone. */
+  offline: OfflinePath[];
+}
+
+/**
+ * Reads the arguments of an update against the rows `stored`. Rows are only ever found gone under a
+ * folder that was read (as Immich treats offline libraries): a folder that is missing, unreadable, or
+ * empty where it had rows is offline, as is each subfolder or file that cannot be read. An argument
+ * that does not exist and has no rows is an error naming it (MissingPathsError), before anything is done.
+ */
+export async function scanTargets(paths: string[], stored: Map<string, StoredFile>): Promise<UpdateTargets> {
+  const found = new Map<string, FileState>();
+  const scopes: string[] = [];
+  const missingFiles: string[] = [];
+  const offline: OfflinePath[] = [];
+  const notFound: string[] = [];
+  const rowsUnder = (p: string) => [...stored.keys()].some((r) => isInside(r, p));
+  for (const arg of paths) {
+    const p = path.resolve(arg);
+    let st: fs.Stats;
+    try {
+      st = await fs.promises.stat(p);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      if (rowsUnder(p)) offline.push({ path: p, reason: code === 'ENOENT' ? 'missing' : `unreadable (${code})` });
+      else if (stored.has(p) && code === 'ENOENT' && readableFolder(path.dirname(p))) missingFiles.push(p);
+      else if (stored.has(p)) offline.push({ path: p, reason: code === 'ENOENT' ? 'missing (its folder cannot be read)' : `unreadable (${code})` });
+      else notFound.push(code === 'ENOENT' ? arg : `${arg} (${code})`);
+      continue;
+    }
+    if (st.isDirectory()) {
+      let walked: Awaited<ReturnType<typeof walkImagesReport>>;
+      try {
+        walked = await walkImagesReport(p);
+      } catch (err) {
+        if (!(err instanceof UnreadableFolderError)) throw err;
+        offline.push({ path: p, reason: `unreadable (${err.code})` });
+        continue;
+      }
+      if (walked.files.length === 0 && walked.unreadable.length === 0 && rowsUnder(p)) {
+        offline.push({ path: p, reason: 'empty' }); // an unmounted drive's mount point, most likely
+        continue;
+      }
+      scopes.push(p);
+      offline.push(...walked.unreadable);
+      for (const f of walked.files) found.set(f.path, f);
+    } else {
+      const f = await statFile(p);
+      if (f) found.set(f.path, f);
+    }
+  }
+  if (notFound.length > 0) throw new MissingPathsError(notFound);
+  return { found: [...found.values()], scopes, missingFiles, offline: dedupeOffline(offline) };
+}
+
+/** What an update will do, decided from the rows and the files found before anything is written. */
+export interface UpdatePlan {
+  /** The rows read (path -> file), the plan's base. */
+  stored: Map<string, StoredFile>;
+  unchanged: number;
+  /** Same content, new size/mtime: the row keeps its vector. */
+  touched: StoredFile[];
+  /** To embed: new files, and changed ones. */
+  toEmbed: (StoredFile & { kind: 'added' | 'updated' })[];
+  /** A file gone and one with its content at a new path: the row moves. */
+  renames: { from: StoredFile; to: StoredFile }[];
+  /** Rows to remove: files verifiably gone (and, with pruneOffline, the offline rows). */
+  removed: string[];
+  offline: OfflinePath[];
+  /** Files that could not be hashed (their rows, if any, are kept). */
+  skipped: SkippedImage[];
+  repaired: number;
+}
+
+/**
+ * The plan of an update (added/changed/renamed/removed against the db): hashes the files whose size or
+ * mtime differ from their row. With `removeMissing`, rows under the walked folders whose files were not
+ * found are gone, except under offline paths (removed too with `pruneOffline`).
+ */
+export async function planUpdate(
+  stored: Map<string, StoredFile>, targets: UpdateTargets, options: { removeMissing: boolean; pruneOffline?: boolean },
+): Promise<UpdatePlan> {
+  const { found, scopes, missingFiles, offline } = targets;
+  const plan: UpdatePlan = { stored, unchanged: 0, touched: [], toEmbed: [], renames: [], removed: [], offline, skipped: [], repaired: 0 };
+  const seen = new Set(found.map((f) => f.path));
+  const underOffline = (p: string) => offline.some((o) => p === o.path || isInside(p, o.path));
+  const named = new Set(missingFiles);
+  const gone = options.removeMissing
+    ? [...stored.values()].filter((r) => !seen.has(r.path) && (named.has(r.path) || scopes.some((s) => isInside(r.path, s))) && !underOffline(r.path))
+    : [];
+  const pruned = options.pruneOffline ? [...stored.keys()].filter((p) => !seen.has(p) && underOffline(p)) : [];
+
+  const goneByHash = new Map<string, StoredFile[]>();
+  for (const r of gone) goneByHash.set(r.sha256, [...(goneByHash.get(r.sha256) ?? []), r]);
+  await forEachLimit(found, 4, async (f) => {
+    const row = stored.get(f.path);
+    if (row && row.size === f.size && row.mtime === f.mtime) {
+      plan.unchanged++;
+      return;
+    }
+    let sha256: string;
+    try {
+      sha256 = await sha256File(f.path);
+    } catch (err) {
+      plan.skipped.push({ input: f.path, error: `${f.path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
+      return;
+    }
+    const file = { ...f, sha256 };
+    if (row && row.sha256 === sha256) {
+      plan.touched.push(file);
+      plan.unchanged++;
+    } else if (row) plan.toEmbed.push({ ...file, kind: 'updated' });
+    else {
+      const from = goneByHash.get(sha256)?.pop();
+      if (from) plan.renames.push({ from, to: file });
+      else plan.toEmbed.push({ ...file, kind: 'added' });
+    }
+  });
+  plan.toEmbed.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const renamedFrom = new Set(plan.renames.map((r) => r.from.path));
+  plan.removed = [...gone.filter((r) => !renamedFrom.has(r.path)).map((r) => r.path), ...pruned];
+  return plan;
+}
+
+function readableFolder(dir: string): boolean {
+  try {
+    fs.readdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Offline paths, without those inside another one. */
+function dedupeOffline(offline: OfflinePath[]): OfflinePath[] {
+  const sorted = [...offline].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return sorted.filter((o, i) => !sorted.some((other, j) => j !== i && (isInside(o.path, other.path) || (o.path === other.path && j < i))));
 }
 
 /** The index in `dir` and its model, checked against the model asked for; undefined if there is no index yet. */
@@ -380,33 +585,6 @@ async function openExisting(dir: string, options: ImageIndexOptions): Promise<{ 
 
 function stripKind(f: StoredFile & { kind: string }): StoredFile {
   return { path: f.path, size: f.size, mtime: f.mtime, sha256: f.sha256 };
-}
-
-/** Files under the folders and the files named; folders are the scopes of removal. */
-async function collectTargets(paths: string[]): Promise<{ found: FileState[]; scopes: string[]; missing: string[] }> {
-  const found = new Map<string, FileState>();
-  const scopes: string[] = [];
-  const missing: string[] = [];
-  for (const p of paths) {
-    let st: fs.Stats;
-    try {
-      st = await fs.promises.stat(p);
-    } catch {
-      missing.push(path.resolve(p));
-      continue;
-    }
-    if (st.isDirectory()) {
-      scopes.push(path.resolve(p));
-      for (const f of await walkImages(p)) found.set(f.path, f);
-    } else {
-      const f = await statFile(p);
-      if (f) found.set(f.path, f);
-    }
-  }
-  if (found.size === 0 && missing.length === paths.length) {
-    throw new Error(`${paths[0]}: no such file or folder`);
-  }
-  return { found: [...found.values()], scopes, missing };
 }
 
 function identityOf(clip: Parts, meta: IndexMetadata | undefined, options: ImageIndexOptions): ModelIdentity {
