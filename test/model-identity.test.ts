@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import * as lancedb from '@lancedb/lancedb';
 
 import { cachedSha256, fingerprintChanges, modelFingerprint, q8Scheme } from '../src/models/fingerprint.js';
+import { FENCE_PATH } from '../src/search/store.js';
 import { type Run, altclip as runAltclip, startAltclip, waitFor } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
 
@@ -44,7 +45,7 @@ async function tableState(db: string): Promise<{ meta: Record<string, unknown>; 
   const conn = await lancedb.connect(db);
   const table = await conn.openTable('images');
   const meta = JSON.parse((await table.schema()).metadata.get('altclip')!) as Record<string, unknown>;
-  const rows = (await table.query().select(['path']).toArray()).map((r) => r.path as string).sort();
+  const rows = (await table.query().select(['path']).toArray()).map((r) => r.path as string).filter((p) => p !== FENCE_PATH).sort();
   const versions = (await table.listVersions()).length;
   table.close();
   return { meta, rows, versions };
