@@ -15,7 +15,7 @@ import type { ModelOptions } from '../models/altclip.js';
 import { type ModelFingerprint, fingerprintChanges, modelFingerprint, type ResolvedModel, resolveModel } from '../models/fingerprint.js';
 import { embedImageBatches, embedTextBatches } from '../tasks/embeddings.js';
 import { loadAltCLIP } from '../tasks/pipeline.js';
-import type { AltCLIPParts, ModelIdentity } from '../tasks/types.js';
+import type { AltCLIPParts, EmbedOptions, ModelIdentity } from '../tasks/types.js';
 import { type FileState, isInside, sha256File, statFile, UnreadableFolderError, type UnreadablePath, walkImagesReport } from './files.js';
 import { WriterLock } from './lock.js';
 import { type AnnOptions, FORMAT, ImageStore, type IndexMetadata, IndexFolderError, SCHEMA_VERSION, type StoredFile, type StoredRow } from './store.js';
@@ -122,6 +122,28 @@ export type SearchQuery = string | { text: string } | { image: ImageInput };
 
 export const DEFAULT_INDEX_MODEL = 'BAAI/AltCLIP';
 
+/** Vectors for some of the paths given to Embedder.embed (`indices` into them), in order. */
+export interface EmbeddedBatch {
+  indices: number[];
+  embeddings: Float32Array[];
+}
+
+/** What embeds the images of an update: the index's model here, or a fleet of workers. */
+export interface Embedder {
+  /** The model that made the vectors (undefined: nothing was embedded). */
+  identity: ModelIdentity | undefined;
+  embed(paths: string[], options: Pick<EmbedOptions, 'onError' | 'onProgress' | 'signal'>): AsyncIterable<EmbeddedBatch>;
+  /** Rows for inputs outside the plan (URLs, list files, tars given to the fleet). */
+  extra?(): AsyncIterable<StoredRow[]>;
+}
+
+/** The fleet: embeds `paths` (the plan's new and changed images) elsewhere, before anything is committed. */
+export type RemoteEmbed = (paths: string[]) => Promise<Embedder>;
+
+function emptyUpdate(): IndexUpdate {
+  return { added: 0, updated: 0, removed: 0, unchanged: 0, renamed: 0, skipped: [], offline: [], repaired: 0 };
+}
+
 export class ImageIndex {
   private store?: ImageStore;
   /** The index's model as found (models/fingerprint.ts): recorded path, or the same weights elsewhere. */
@@ -163,6 +185,15 @@ export class ImageIndex {
    */
   async sync(paths: string[], options: UpdateOptions = {}): Promise<IndexUpdate> {
     return this.update(paths, true, options);
+  }
+
+  /**
+   * sync() with the images embedded elsewhere (`altclip index --queue`, src/queue/coordinator.ts): the
+   * same plan against the rows (added, changed, renamed, removed, offline) and the same commits, under
+   * the writer lock for the whole run; `remote` gets the paths to embed once the plan is made.
+   */
+  async syncRemote(paths: string[], remote: RemoteEmbed, options: UpdateOptions = {}): Promise<IndexUpdate> {
+    return this.update(paths, true, options, remote);
   }
 
   /** Adds (or refreshes) `paths`, files or folders; removes nothing. */
@@ -312,8 +343,17 @@ export class ImageIndex {
     return loading;
   }
 
-  private async update(paths: string[], removeMissing: boolean, options: UpdateOptions): Promise<IndexUpdate> {
-    if (!Array.isArray(paths) || paths.length === 0) throw new Error('nothing to index: give image files or folders');
+  /** The images of a plan embedded here, with the index's model. */
+  private async localEmbedder(): Promise<Embedder> {
+    const clip = await this.clipFor('vision');
+    return {
+      identity: identityOf(clip, this.store?.metadata, this.options),
+      embed: (paths, options) => embedImageBatches(clip, paths, { batchSize: this.options.batchSize, ...options }),
+    };
+  }
+
+  private async update(paths: string[], removeMissing: boolean, options: UpdateOptions, remote?: RemoteEmbed): Promise<IndexUpdate> {
+    if (!Array.isArray(paths) || (paths.length === 0 && !remote)) throw new Error('nothing to index: give image files or folders');
     const lock = await WriterLock.acquire(this.dir, { waitMs: this.options.lockWaitMs });
     try {
       // Another writer may have created the index while this one waited for the lock.
@@ -321,17 +361,21 @@ export class ImageIndex {
       const scan = this.store ? await this.store.scan() : { files: new Map<string, StoredFile>(), duplicates: [] };
       // Before anything is loaded or written: every argument must exist, or have rows (then it is offline).
       const targets = await scanTargets(paths, scan.files);
-      // The model first: a new index records its identity; an existing one must match it.
-      const clip = await this.clipFor('vision');
-      const identity = identityOf(clip, this.store?.metadata, this.options);
-      if (this.store) checkIdentity(this.dir, this.store.metadata, this.resolved!, identity);
+      const plan = await planUpdate(scan.files, targets, { removeMissing, pruneOffline: options.pruneOffline === true });
+      // The model next: a new index records its identity; an existing one must match it. Embedded
+      // elsewhere (the fleet), the images of the plan are embedded before anything is committed.
+      const embedder = remote ? await remote(plan.toEmbed.map((f) => f.path)) : await this.localEmbedder();
+      const { identity } = embedder;
+      if (!identity) {
+        // the fleet embedded nothing: nothing to check the model against (an index is not created empty)
+        if (!this.store) return { ...emptyUpdate(), unchanged: plan.unchanged, skipped: plan.skipped, offline: plan.offline };
+      } else if (this.store) checkIdentity(this.dir, this.store.metadata, this.resolved!, identity);
       else {
         this.store = await this.create(identity, identity.fingerprint ?? await modelFingerprint(identity.model, { dtype: identity.dtype, revision: identity.revision }));
       }
       this.store.fence = lock;
       await this.store.repairDuplicates(scan.duplicates);
-      const plan = await planUpdate(scan.files, targets, { removeMissing, pruneOffline: options.pruneOffline === true });
-      const result = await this.apply(this.store, clip, plan, options);
+      const result = await this.apply(this.store, embedder, plan, options);
       result.repaired = scan.duplicates.length;
       return result;
     } finally {
@@ -341,7 +385,7 @@ export class ImageIndex {
   }
 
   /** Carries out a plan: rows that keep their vector, then new and changed images in groups, then removals. */
-  private async apply(store: ImageStore, clip: Parts, plan: UpdatePlan, options: UpdateOptions): Promise<IndexUpdate> {
+  private async apply(store: ImageStore, embedder: Embedder, plan: UpdatePlan, options: UpdateOptions): Promise<IndexUpdate> {
     const result: IndexUpdate = {
       added: 0, updated: 0, removed: 0, unchanged: plan.unchanged, renamed: 0, skipped: [...plan.skipped], offline: plan.offline, repaired: 0,
     };
@@ -380,8 +424,7 @@ export class ImageIndex {
       lastCommit = performance.now();
     };
     const failed: string[] = [];
-    const batches = embedImageBatches(clip, toEmbed.map((f) => f.path), {
-      batchSize: this.options.batchSize,
+    const batches = embedder.embed(toEmbed.map((f) => f.path), {
       onProgress: options.onProgress,
       signal: options.signal,
       onError: (failure) => {
@@ -393,6 +436,11 @@ export class ImageIndex {
     try {
       for await (const batch of batches) {
         for (const [j, i] of batch.indices.entries()) pending.push({ row: { ...stripKind(toEmbed[i]!), vector: batch.embeddings[j]! }, kind: toEmbed[i]!.kind });
+        if (pending.length >= commitRows || performance.now() - lastCommit >= commitMs) await flush();
+      }
+      // rows embedded elsewhere for inputs outside the plan (the fleet's URLs, lists, tars): inserted or replaced
+      for await (const rows of embedder.extra?.() ?? []) {
+        for (const row of rows) pending.push({ row, kind: plan.stored.has(row.path) ? 'updated' : 'added' });
         if (pending.length >= commitRows || performance.now() - lastCommit >= commitMs) await flush();
       }
       await flush();
