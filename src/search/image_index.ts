@@ -290,6 +290,7 @@ export class ImageIndex {
 
   private async update(paths: string[], removeMissing: boolean, options: UpdateOptions): Promise<IndexUpdate> {
     if (!Array.isArray(paths) || paths.length === 0) throw new Error('nothing to index: give image files or folders');
+    const created = !fs.existsSync(this.dir);
     const lock = await WriterLock.acquire(this.dir, { waitMs: this.options.lockWaitMs });
     try {
       // Another writer may have created the index while this one waited for the lock.
@@ -311,6 +312,14 @@ export class ImageIndex {
     } finally {
       if (this.store) this.store.fence = undefined;
       await lock.release();
+      // a run refused before its first commit leaves no folder behind (rmdir: only an empty one)
+      if (created && !this.store) {
+        try {
+          fs.rmdirSync(this.dir);
+        } catch {
+          // not empty (another writer's files): not ours to remove
+        }
+      }
     }
   }
 
