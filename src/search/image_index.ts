@@ -353,14 +353,22 @@ export class ImageIndex {
     const commitMs = this.options.commitMs ?? DEFAULT_COMMIT_MS;
     let pending: { row: StoredRow; kind: 'added' | 'updated' }[] = [];
     let lastCommit = performance.now();
-    const flush = async () => {
+    // A group's commit runs while the next batches are embedded; one commit at a time, in order.
+    let committing: Promise<void> = Promise.resolve();
+    const commitGroup = async (group: typeof pending) => {
+      await store.upsert(group.map((p) => p.row));
+      for (const p of group) result[p.kind]++;
+      await maybeCompact();
+    };
+    const flush = async (wait: boolean) => {
+      await committing;
       if (pending.length > 0) {
-        await store.upsert(pending.map((p) => p.row));
-        for (const p of pending) result[p.kind]++;
+        committing = commitGroup(pending);
+        committing.catch(() => {}); // awaited at the next flush; not an unhandled rejection meanwhile
         pending = [];
-        await maybeCompact();
       }
       lastCommit = performance.now();
+      if (wait) await committing;
     };
     const failed: string[] = [];
     const batches = embedImageBatches(clip, toEmbed.map((f) => f.path), {
@@ -376,12 +384,15 @@ export class ImageIndex {
     try {
       for await (const batch of batches) {
         for (const [j, i] of batch.indices.entries()) pending.push({ row: { ...stripKind(toEmbed[i]!), vector: batch.embeddings[j]! }, kind: toEmbed[i]!.kind });
-        if (pending.length >= commitRows || performance.now() - lastCommit >= commitMs) await flush();
+        if (pending.length >= commitRows || performance.now() - lastCommit >= commitMs) await flush(false);
       }
-      await flush();
+      await flush(true);
     } catch (err) {
-      if (!options.signal?.aborted) throw err;
-      await flush(); // what was embedded before the interruption is kept
+      if (!options.signal?.aborted) {
+        await committing.catch(() => {}); // no commit outlives the run (and its lock)
+        throw err;
+      }
+      await flush(true); // what was embedded before the interruption is kept
       result.skipped.sort(byInput);
       throw new IndexInterruptedError(result);
     }
