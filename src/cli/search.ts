@@ -23,12 +23,12 @@ export function searchCommand(): Command {
     .requiredOption('--db <dir>', 'index folder')
     .option('-m, --model <id|dir>', "the index's model under another path (default: the one the index records; other weights are refused)")
     .option('--image <file>', 'search by this image instead of a text')
-    .option('-k, --k <n>', 'how many results', positiveInt, 10)
+    .option('-k, --k <n>', 'how many results (above the row count: every row)', positiveInt, 10)
     .option('--template <template>', 'put the text into this template, "{}" standing for the text (default: the text as is)')
     .option('--threads <n>', 'intra-op threads (default: all cores)', positiveInt)
     .option('--json', 'print {"results":[{"path","score"}]}, best first')
     .option('--no-cache-prepacked', "do not keep the tower's packed weights in the graph cache (default: keep them, so that "
-      + 'a search loads in ~1.5 s instead of ~6 s on the full-size model, for about the tower\'s weights again on disk)')
+      + 'a search loads in ~1.5 s instead of ~6 s on the full-size model, for 1.5x the text tower\'s weights on disk)')
     .addHelpText('after', `
 Examples:
   $ altclip search "一只在沙发上睡觉的猫" --db pictures.db

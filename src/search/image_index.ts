@@ -354,6 +354,7 @@ export class ImageIndex {
 
   private async update(paths: string[], removeMissing: boolean, options: UpdateOptions, remote?: RemoteEmbed): Promise<IndexUpdate> {
     if (!Array.isArray(paths) || (paths.length === 0 && !remote)) throw new Error('nothing to index: give image files or folders');
+    const created = !fs.existsSync(this.dir);
     const lock = await WriterLock.acquire(this.dir, { waitMs: this.options.lockWaitMs });
     try {
       // Another writer may have created the index while this one waited for the lock.
@@ -381,6 +382,14 @@ export class ImageIndex {
     } finally {
       if (this.store) this.store.fence = undefined;
       await lock.release();
+      // a run refused before its first commit leaves no folder behind (rmdir: only an empty one)
+      if (created && !this.store) {
+        try {
+          fs.rmdirSync(this.dir);
+        } catch {
+          // not empty (another writer's files): not ours to remove
+        }
+      }
     }
   }
 
@@ -414,14 +423,22 @@ export class ImageIndex {
     const commitMs = this.options.commitMs ?? DEFAULT_COMMIT_MS;
     let pending: { row: StoredRow; kind: 'added' | 'updated' }[] = [];
     let lastCommit = performance.now();
-    const flush = async () => {
+    // A group's commit runs while the next batches are embedded; one commit at a time, in order.
+    let committing: Promise<void> = Promise.resolve();
+    const commitGroup = async (group: typeof pending) => {
+      await store.upsert(group.map((p) => p.row));
+      for (const p of group) result[p.kind]++;
+      await maybeCompact();
+    };
+    const flush = async (wait: boolean) => {
+      await committing;
       if (pending.length > 0) {
-        await store.upsert(pending.map((p) => p.row));
-        for (const p of pending) result[p.kind]++;
+        committing = commitGroup(pending);
+        committing.catch(() => {}); // awaited at the next flush; not an unhandled rejection meanwhile
         pending = [];
-        await maybeCompact();
       }
       lastCommit = performance.now();
+      if (wait) await committing;
     };
     const failed: string[] = [];
     const batches = embedder.embed(toEmbed.map((f) => f.path), {
@@ -436,17 +453,20 @@ export class ImageIndex {
     try {
       for await (const batch of batches) {
         for (const [j, i] of batch.indices.entries()) pending.push({ row: { ...stripKind(toEmbed[i]!), vector: batch.embeddings[j]! }, kind: toEmbed[i]!.kind });
-        if (pending.length >= commitRows || performance.now() - lastCommit >= commitMs) await flush();
+        if (pending.length >= commitRows || performance.now() - lastCommit >= commitMs) await flush(false);
       }
       // rows embedded elsewhere for inputs outside the plan (the fleet's URLs, lists, tars): inserted or replaced
       for await (const rows of embedder.extra?.() ?? []) {
         for (const row of rows) pending.push({ row, kind: plan.stored.has(row.path) ? 'updated' : 'added' });
-        if (pending.length >= commitRows || performance.now() - lastCommit >= commitMs) await flush();
+        if (pending.length >= commitRows || performance.now() - lastCommit >= commitMs) await flush(false);
       }
-      await flush();
+      await flush(true);
     } catch (err) {
-      if (!options.signal?.aborted) throw err;
-      await flush(); // what was embedded before the interruption is kept
+      if (!options.signal?.aborted) {
+        await committing.catch(() => {}); // no commit outlives the run (and its lock)
+        throw err;
+      }
+      await flush(true); // what was embedded before the interruption is kept
       result.skipped.sort(byInput);
       throw new IndexInterruptedError(result);
     }

@@ -26,8 +26,10 @@ export const FORMAT = 'altclip-image-index';
 export const SCHEMA_VERSION = 1;
 /** The path of the fence row (no image has an empty path). */
 export const FENCE_PATH = '';
-/** Old versions younger than this survive a run's cleanup: a reader may still be on one. */
+/** Old versions younger than this survive a run's cleanup: a reader may still be on one... */
 export const VERSION_GRACE_MS = 60_000;
+/** ...but no more than this many versions are kept (a writer cleans up every 50 commits: at most ~100 on disk). */
+export const KEPT_VERSIONS = 50;
 
 /** What the store needs of the writer lock: its token, and a check that it still holds it. */
 export interface Fence {
@@ -300,7 +302,11 @@ export class ImageStore {
    */
   async compact(graceMs = VERSION_GRACE_MS): Promise<number> {
     this.fence?.check();
-    await this.guard(() => this.table.optimize({ cleanupOlderThan: new Date(Date.now() - graceMs) }));
+    // by age, and by count: at most KEPT_VERSIONS survive, however fast the commits came
+    const versions = await this.guard(() => this.table.listVersions());
+    let cutoff = Date.now() - graceMs;
+    if (versions.length > KEPT_VERSIONS) cutoff = Math.max(cutoff, new Date(versions[versions.length - KEPT_VERSIONS]!.timestamp).getTime());
+    await this.guard(() => this.table.optimize({ cleanupOlderThan: new Date(cutoff) }));
     return this.versionCount();
   }
 
