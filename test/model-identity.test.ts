@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as lancedb from '@lancedb/lancedb';
 
-import { cachedSha256, fingerprintChanges, modelFingerprint, q8Scheme } from '../src/models/fingerprint.js';
+import { cachedSha256, fingerprintChanges, modelFingerprint, q8Scheme, resolveModel } from '../src/models/fingerprint.js';
 import { FENCE_PATH } from '../src/search/store.js';
 import { type Run, altclip as runAltclip, startAltclip, waitFor } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
@@ -259,7 +259,33 @@ describe('model identity by weights (altclip index / search / serve)', () => {
   });
 });
 
+describe('the q8 scheme is part of the identity', () => {
+  it('a q8 index made with 8-bit weights is refused by a process whose q8 is 7-bit (and accepted by an 8-bit one)', async () => {
+    const db = path.join(tmp, 'q8.db');
+    const dir = path.join(tmp, 'q8-pictures');
+    images(dir);
+    const as = (bits: string) => ({ env: { ALTCLIP_Q8_BITS: bits } });
+    const made = await runAltclip(['index', dir, '--db', db, '--model', TINY, '--dtype', 'q8'], cache, as('8'));
+    assert.equal(made.code, 0, made.stderr);
+    assert.deepEqual({ ...((await tableState(db)).meta.fingerprint as object), files: undefined }, { files: undefined, dtype: 'q8', q8Scheme: 'q8w8' });
+    for (const args of [['search', 'a cat', '--db', db], ['index', dir, '--db', db]]) {
+      assertRefused(await runAltclip(args, cache, as('7')), /q8 scheme q8w8 → q8w7f/);
+    }
+    const same = await runAltclip(['search', 'a cat', '--db', db, '--json'], cache, as('8'));
+    assert.equal(same.code, 0, same.stderr);
+    assert.equal(JSON.parse(same.stdout).results.length, 3);
+  });
+});
+
 describe('fingerprint and its hash cache', () => {
+  it('resolveModel: an index without a fingerprint (older altclip) is used at its recorded path only', async () => {
+    const recorded = { model: fs.realpathSync(TINY), revision: null, dtype: 'fp32' as const };
+    const found = await resolveModel('old.db', recorded, {}, { cacheDir: path.join(tmp, 'hash-cache-3') });
+    assert.deepEqual(found, { model: recorded.model, revision: null, dtype: 'fp32', fingerprint: null });
+    await assert.rejects(resolveModel('old.db', recorded, { model: TINY_BIN }), /old\.db: .*records no fingerprint of its model's weights/);
+  });
+
+
   it('cachedSha256: a record per (device, inode, size, mtime); believed while they hold, not after a touch; kept across a rename', async () => {
     const dir = path.join(tmp, 'hash-cache');
     const file = path.join(tmp, 'weights.bin');
