@@ -149,9 +149,13 @@ export async function resolveModel(
   if (samePath) return { model, revision, dtype, fingerprint: now };
   const moved = `${where}: the index records its model at ${recorded.model}; the same weights are at ${model}, used instead `
     + `(the index keeps its recorded path: give --model ${model} each time)`;
-  process.emitWarning(moved, 'AltCLIPWarning');
+  // said once per process (index, search and serve may each resolve the same db)
+  if (!warned.has(moved)) process.emitWarning(moved, 'AltCLIPWarning');
+  warned.add(moved);
   return { model, revision, dtype, fingerprint: now, moved };
 }
+
+const warned = new Set<string>();
 
 function isHubId(model: string): boolean {
   return !path.isAbsolute(model);
