@@ -446,4 +446,58 @@ describe('the fleet path is the same index', { timeout: 300_000 }, () => {
       await w.done;
     }
   });
+
+  it('identity by weights: overwritten weights are refused when the shards come back (nothing committed); a moved model is accepted with --model', async () => {
+    const queue = redis.url(8);
+    const model = path.join(tmp, 'fleet-model');
+    fs.cpSync(MODEL, model, { recursive: true });
+    const pics = path.join(tmp, 'fleet-identity');
+    fs.mkdirSync(pics);
+    for (const f of images.slice(8, 10)) fs.copyFileSync(f, path.join(pics, path.basename(f)));
+    const idDb = path.join(tmp, 'fleet-identity.db');
+    const run = (extra: string[]) => start(['index', pics, '--db', idDb, '--queue', queue, '--json', ...extra]).done;
+    let w = start(['worker', '--queue', queue, ...FAST]);
+    const restart = async () => {
+      w.child.kill('SIGTERM');
+      await w.done;
+      w = start(['worker', '--queue', queue, ...FAST]);
+    };
+    try {
+      const first = await run(['--model', model]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal(json(first.stdout).added, 2);
+      const weights = path.join(model, 'model.safetensors');
+      const original = fs.readFileSync(weights);
+      const changed = Buffer.from(original);
+      changed[changed.length - 1] ^= 0x01;
+      fs.writeFileSync(weights, changed);
+      await restart(); // a running worker keeps the model it loaded (and that model's fingerprint); a new one reads the files
+      fs.copyFileSync(images[10]!, path.join(pics, path.basename(images[10]!)));
+      const refused = await run([]);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /altclip: error: .*model\.safetensors changed \(sha256 [0-9a-f]{12}… → [0-9a-f]{12}…\)/);
+      assert.equal((await tableRows(idDb)).size, 2, 'nothing committed');
+      // the weights put back: the shard embedded with the other weights is made again, not refused forever
+      fs.writeFileSync(weights, original);
+      await restart();
+      const restored = await run([]);
+      assert.equal(restored.code, 0, restored.stderr);
+      assert.deepEqual([json(restored.stdout).added, json(restored.stdout).shards, json(restored.stdout).resumed], [1, 1, 0]);
+      fs.rmSync(path.join(pics, path.basename(images[10]!)));
+      assert.equal(json((await run([])).stdout).removed, 1);
+      const moved = path.join(tmp, 'fleet-model-moved');
+      fs.renameSync(model, moved);
+      await restart();
+      fs.copyFileSync(images[11]!, path.join(pics, path.basename(images[11]!)));
+      const accepted = await run(['--model', moved]);
+      assert.equal(accepted.code, 0, accepted.stderr);
+      assert.deepEqual([json(accepted.stdout).added, json(accepted.stdout).unchanged], [1, 2]);
+      const rows = await tableRows(idDb);
+      assert.equal(rows.size, 3);
+      assertSameAs(rows, path.join(pics, path.basename(images[11]!)), ref, images[11]!);
+    } finally {
+      w.child.kill('SIGTERM');
+      await w.done;
+    }
+  });
 });

@@ -117,7 +117,7 @@ const MODEL_MISMATCH = 'Embeddings of different models are not comparable: use a
  * Throws an Error whose message starts with `where`.
  */
 export async function resolveModel(
-  where: string, recorded: RecordedModel, requested: { model?: string; dtype?: Dtype } = {}, options: { cacheDir?: string } = {},
+  where: string, recorded: RecordedModel, requested: { model?: string; dtype?: Dtype } = {}, options: { cacheDir?: string; hash?: boolean } = {},
 ): Promise<ResolvedModel> {
   const model = requested.model !== undefined ? modelKey(requested.model) : recorded.model;
   const dtype = requested.dtype ?? recorded.dtype;
@@ -133,9 +133,11 @@ export async function resolveModel(
       + `of its model's weights (made by an older altclip) to recognise them by. ${MODEL_MISMATCH}, or leave out --model`);
   }
   const revision = samePath ? recorded.revision : null;
+  // hash: false: the caller checks the fingerprint that comes with the vectors (a fleet's shard files)
+  if (options.hash === false) return { model, revision, dtype, fingerprint: recorded.fingerprint };
   let now: ModelFingerprint;
   try {
-    now = await modelFingerprint(model, { dtype, revision, ...options });
+    now = await modelFingerprint(model, { dtype, revision, ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}) });
   } catch (err) {
     const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
     const hint = samePath && !isHubId(model) ? ' If the model folder moved, give its new path with --model <folder>.' : '';

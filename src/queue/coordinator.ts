@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Queue } from 'bullmq';
-import { fingerprintChanges, modelKey } from '../models/fingerprint.js';
+import { fingerprintChanges, type ModelFingerprint, modelKey } from '../models/fingerprint.js';
 import { DEFAULT_INDEX_MODEL, ImageIndex, type RemoteEmbed } from '../search/image_index.js';
 import {
   connectionOptions, DEFAULT_ATTEMPTS, defaultWorkDir, isListFile, isTar, jobId, parseRedisUrl, queueName, RETRY_DELAY_MS, type ShardJob,
@@ -89,7 +89,12 @@ export async function indexWithQueue(inputs: string[], options: QueueIndexOption
   const planned = inputs.filter((i) => !isUrl(i) && !isTar(i) && !isListFile(i));
   const given = inputs.filter((i) => !planned.includes(i));
   // The model: asked for, else the existing index's (found by its weights), else the default.
-  const index = await ImageIndex.open(options.db, { ...(options.model ? { model: options.model } : {}), ...(options.dtype ? { dtype: options.dtype } : {}), lockWaitMs: options.lockWaitMs });
+  // The weights are checked against the index's fingerprint when the shards come back (each carries the
+  // fingerprint of the model that embedded it), so the coordinator itself needs no copy of the model.
+  const index = await ImageIndex.open(options.db, {
+    ...(options.model ? { model: options.model } : {}), ...(options.dtype ? { dtype: options.dtype } : {}),
+    lockWaitMs: options.lockWaitMs, checkWeights: 'vectors',
+  });
   try {
     const model = index.model?.model ?? modelKey(options.model ?? DEFAULT_INDEX_MODEL);
     const dtype = index.model?.dtype ?? options.dtype ?? 'fp32';
@@ -98,7 +103,7 @@ export async function indexWithQueue(inputs: string[], options: QueueIndexOption
     const remote: RemoteEmbed = async (toEmbed) => {
       if (toEmbed.length === 0 && given.length === 0) return { identity: undefined, embed: async function* () {} };
       const shards = await planShards([...toEmbed, ...given], { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, model, dtype });
-      const followed = await follow(shards, { ...options, workDir, model, dtype });
+      const followed = await follow(shards, { ...options, workDir, model, dtype, fingerprint: index.model?.fingerprint ?? undefined });
       state = { shards: shards.length, resumed: followed.resumed, failed: followed.failed, appended: 0 };
       const finished = shards.filter((s) => followed.done.has(s.id)).map((s) => shardFileName(workDir, s.id));
       const identity = finished.length > 0 ? (await readShardFile(finished[0]!)).identity : undefined;
@@ -150,7 +155,7 @@ function checkSameModel(file: string, first: ModelIdentity, id: ModelIdentity): 
 }
 
 async function follow(
-  shards: PlannedShard[], options: QueueIndexOptions & { workDir: string; model: string; dtype: 'fp32' | 'q8' },
+  shards: PlannedShard[], options: QueueIndexOptions & { workDir: string; model: string; dtype: 'fp32' | 'q8'; fingerprint: ModelFingerprint | undefined },
 ): Promise<{ done: Set<string>; failed: FailedShard[]; resumed: number }> {
   const { workDir } = options;
   const doneFiles = async () => {
@@ -171,7 +176,15 @@ async function follow(
   };
   const done = new Set<string>();
   const initial = await doneFiles();
-  for (const s of shards) if (await isDone(initial, s)) done.add(s.id);
+  for (const s of shards) {
+    if (!(await isDone(initial, s))) continue;
+    // A shard file left by an earlier run with other weights (refused then: see checkIdentity) is made again.
+    const file = shardFileName(workDir, s.id);
+    const { identity } = await readShardFile(file);
+    const changes = options.fingerprint && identity.fingerprint ? fingerprintChanges(options.fingerprint, identity.fingerprint) : [];
+    if (changes.length > 0) await fs.promises.rm(file, { force: true });
+    else done.add(s.id);
+  }
   const resumed = done.size;
   const inputs = shards.reduce((n, s) => n + s.count, 0);
   options.onPlan?.({ shards: shards.length, inputs, alreadyDone: resumed, workDir });

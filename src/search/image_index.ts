@@ -40,6 +40,11 @@ export interface ImageIndexOptions extends ModelOptions {
   clip?: AltCLIPParts;
   /** How long a writer waits for another writer's lock, in ms (default 0: refuse at once). */
   lockWaitMs?: number;
+  /**
+   * "vectors": check the model's weights against the index's fingerprint only when vectors arrive with
+   * their own fingerprint (a fleet coordinator, which need not have the model), not by hashing it here.
+   */
+  checkWeights?: 'here' | 'vectors';
   /** Approximate-index settings (row count that triggers it, probes, re-ranking). */
   ann?: Partial<AnnOptions>;
   /** Commit embedded rows once this many are pending (default 1024)... */
@@ -330,7 +335,7 @@ export class ImageIndex {
     if (this.options.clip) return Promise.resolve(this.options.clip);
     const have = parts === 'text' ? this.textClip : this.visionClip;
     if (have) return have;
-    const { model, dtype, clip: _clip, batchSize: _b, lockWaitMs: _l, ann: _a, commitRows: _r, commitMs: _m, ...modelOptions } = this.options;
+    const { model, dtype, clip: _clip, batchSize: _b, lockWaitMs: _l, ann: _a, commitRows: _r, commitMs: _m, checkWeights: _w, ...modelOptions } = this.options;
     const found = this.resolved;
     const loading = loadAltCLIP(found?.model ?? model ?? DEFAULT_INDEX_MODEL, {
       ...modelOptions,
@@ -643,7 +648,7 @@ async function openExisting(dir: string, options: ImageIndexOptions): Promise<{ 
     throw err;
   }
   try {
-    const model = await resolveModel(dir, store.metadata, { model: options.model, dtype: options.dtype });
+    const model = await resolveModel(dir, store.metadata, { model: options.model, dtype: options.dtype }, { hash: options.checkWeights !== 'vectors' });
     return { store, model };
   } catch (err) {
     store.close();
