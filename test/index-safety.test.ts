@@ -129,8 +129,8 @@ describe('index safety (issue 24)', () => {
     for (let attempt = 0; attempt < 3 && !fenced; attempt++) {
       const db = path.join(tmp, `fenced-${attempt}.db`);
       const a = startAltclip(['index', dir, '--db', db, '--model', MODEL, '--batch-size', '1', '--json'], cache, { env: STALE_ENV });
-      // stop it once it has committed its first group of rows (the table's creation is the first version)
-      await waitFor(() => manifests(db) >= 2 || a.child.exitCode !== null, 'the first group commit', 120_000);
+      // stop it once it has committed its first group of rows (the table's creation makes two versions)
+      await waitFor(() => manifests(db) >= 3 || a.child.exitCode !== null, 'the first group commit', 120_000);
       if (a.child.exitCode !== null) {
         await a.done;
         continue; // it finished first (a fast machine): try again on a new db
@@ -306,7 +306,7 @@ describe('index safety (issue 24)', () => {
     for (let attempt = 0; attempt < 3 && !interrupted; attempt++) {
       const db = path.join(tmp, `interrupted-${attempt}.db`);
       const run = startAltclip(['index', big, '--db', db, '--model', MODEL, '--batch-size', '1'], cache);
-      await waitFor(() => manifests(db) >= 2 || run.child.exitCode !== null, 'the first group commit', 120_000);
+      await waitFor(() => manifests(db) >= 3 || run.child.exitCode !== null, 'the first group commit', 120_000);
       run.child.kill('SIGINT');
       const r = await run.done;
       if (r.code === 0) continue; // it finished before the signal: try again
