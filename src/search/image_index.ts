@@ -305,7 +305,7 @@ export class ImageIndex {
       else this.store = await ImageStore.open(this.dir, { create: newMetadata(identity), ann: this.options.ann });
       this.store.fence = lock;
       await this.store.repairDuplicates(scan.duplicates);
-      const plan = await planUpdate(scan.files, targets, { removeMissing, pruneOffline: options.pruneOffline === true });
+      const plan = await planUpdate(scan.files, targets, { removeMissing, pruneOffline: options.pruneOffline === true, deferHashes: true });
       const result = await this.apply(this.store, clip, plan, options);
       result.repaired = scan.duplicates.length;
       return result;
@@ -356,6 +356,17 @@ export class ImageIndex {
     // A group's commit runs while the next batches are embedded; one commit at a time, in order.
     let committing: Promise<void> = Promise.resolve();
     const commitGroup = async (group: typeof pending) => {
+      // deferred hashes (planUpdate's deferHashes), computed while the next batches are embedded
+      const unread = new Set<string>();
+      await forEachLimit(group.filter((p) => p.row.sha256 === ''), 4, async (p) => {
+        try {
+          p.row.sha256 = await sha256File(p.row.path);
+        } catch (err) {
+          unread.add(p.row.path); // gone or unreadable since it was embedded: not added
+          result.skipped.push({ input: p.row.path, error: `${p.row.path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
+        }
+      });
+      if (unread.size > 0) group = group.filter((p) => !unread.has(p.row.path));
       await store.upsert(group.map((p) => p.row));
       for (const p of group) result[p.kind]++;
       await maybeCompact();
@@ -500,7 +511,17 @@ export interface UpdatePlan {
  * found are gone, except under offline paths (removed too with `pruneOffline`).
  */
 export async function planUpdate(
-  stored: Map<string, StoredFile>, targets: UpdateTargets, options: { removeMissing: boolean; pruneOffline?: boolean },
+  stored: Map<string, StoredFile>, targets: UpdateTargets,
+  options: {
+    removeMissing: boolean;
+    pruneOffline?: boolean;
+    /**
+     * New files are hashed only to find renames; with no row gone there is none, and with this set
+     * they are left with sha256 "" for the caller to hash when it commits them (ImageIndex does it
+     * while the next images are embedded).
+     */
+    deferHashes?: boolean;
+  },
 ): Promise<UpdatePlan> {
   const { found, scopes, missingFiles, offline } = targets;
   const plan: UpdatePlan = { stored, unchanged: 0, touched: [], toEmbed: [], renames: [], removed: [], offline, skipped: [], repaired: 0 };
@@ -514,10 +535,15 @@ export async function planUpdate(
 
   const goneByHash = new Map<string, StoredFile[]>();
   for (const r of gone) goneByHash.set(r.sha256, [...(goneByHash.get(r.sha256) ?? []), r]);
+  const defer = options.deferHashes === true && gone.length === 0;
   await forEachLimit(found, 4, async (f) => {
     const row = stored.get(f.path);
     if (row && row.size === f.size && row.mtime === f.mtime) {
       plan.unchanged++;
+      return;
+    }
+    if (!row && defer) {
+      plan.toEmbed.push({ ...f, sha256: '', kind: 'added' });
       return;
     }
     let sha256: string;
