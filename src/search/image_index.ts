@@ -304,9 +304,10 @@ export class ImageIndex {
       if (this.store) checkIdentity(this.dir, this.store.metadata, identity);
       else this.store = await ImageStore.open(this.dir, { create: newMetadata(identity), ann: this.options.ann });
       this.store.fence = lock;
+      const commitsBefore = this.store.commits;
       await this.store.repairDuplicates(scan.duplicates);
       const plan = await planUpdate(scan.files, targets, { removeMissing, pruneOffline: options.pruneOffline === true, deferHashes: true });
-      const result = await this.apply(this.store, clip, plan, options);
+      const result = await this.apply(this.store, clip, plan, options, commitsBefore);
       result.repaired = scan.duplicates.length;
       return result;
     } finally {
@@ -324,7 +325,7 @@ export class ImageIndex {
   }
 
   /** Carries out a plan: rows that keep their vector, then new and changed images in groups, then removals. */
-  private async apply(store: ImageStore, clip: Parts, plan: UpdatePlan, options: UpdateOptions): Promise<IndexUpdate> {
+  private async apply(store: ImageStore, clip: Parts, plan: UpdatePlan, options: UpdateOptions, commitsBefore: number): Promise<IndexUpdate> {
     const result: IndexUpdate = {
       added: 0, updated: 0, removed: 0, unchanged: plan.unchanged, renamed: 0, skipped: [...plan.skipped], offline: plan.offline, repaired: 0,
     };
@@ -416,7 +417,7 @@ export class ImageIndex {
     result.skipped.sort(byInput);
 
     // old versions go at the end of a run (those of the last minute stay for readers still on them)
-    if (keep.length + toEmbed.length + removed.length + stale.length + plan.repaired > 0 || store.commits > 0) await store.maintain();
+    if (store.commits > commitsBefore) await store.maintain();
     return result;
   }
 }
@@ -502,7 +503,6 @@ export interface UpdatePlan {
   offline: OfflinePath[];
   /** Files that could not be hashed (their rows, if any, are kept). */
   skipped: SkippedImage[];
-  repaired: number;
 }
 
 /**
@@ -524,7 +524,7 @@ export async function planUpdate(
   },
 ): Promise<UpdatePlan> {
   const { found, scopes, missingFiles, offline } = targets;
-  const plan: UpdatePlan = { stored, unchanged: 0, touched: [], toEmbed: [], renames: [], removed: [], offline, skipped: [], repaired: 0 };
+  const plan: UpdatePlan = { stored, unchanged: 0, touched: [], toEmbed: [], renames: [], removed: [], offline, skipped: [] };
   const seen = new Set(found.map((f) => f.path));
   const underOffline = (p: string) => offline.some((o) => p === o.path || isInside(p, o.path));
   const named = new Set(missingFiles);
