@@ -39,14 +39,17 @@ export function indexCommand(): Command {
     .option('--wait <seconds>', 'wait this long for another `altclip index` writing the same db (default: refuse at once)', seconds)
     .option('--json', 'print {"added","updated","removed","unchanged","renamed","skipped":[{"input","error"}],"offline":[{"path","reason"}],"repaired"}')
     .option('--prune-offline', 'also remove the rows of offline paths (missing, emptied or unreadable folders; default: keep them, exit 2)')
-    .option('--compact', 'remove every old version of the table (after indexing the paths, if any are given)')
+    .option('--compact', 'remove every old version of the table (after indexing the paths, if any are given; alone with --json: {"versions"})')
     .option('--queue <redis://host:port>', 'embed on `altclip worker`s sharing this Redis; inputs may also be list files (.txt: paths/URLs) and WebDataset .tar shards')
     .option('--shard-size <n>', 'with --queue: inputs per shard (job) (default 1000)', positiveInt)
     .option('--work-dir <dir>', 'with --queue: shared folder for shard files (default: <db>.work)')
     .addHelpText('after', `
 Examples:
   $ altclip index ~/Pictures --db pictures.db
-  $ altclip index ~/Pictures --db pictures.db --json     # again later: only changes are embedded`)
+  $ altclip index ~/Pictures --db pictures.db --json     # again later: only changes are embedded
+  $ altclip index /media/photos --db photos.db           # drive unplugged: its rows are kept (offline, exit 2)
+  $ altclip index /media/photos --db photos.db --prune-offline   # ...or removed, on purpose
+  $ altclip index --compact --db photos.db               # remove every old table version now`)
     .action(async (paths: string[], flags: IndexFlags) => {
       if (paths.length === 0 && !flags.compact) throw new CliError('nothing to index: give image files or folders (or --compact)');
       if (flags.queue !== undefined) process.exitCode = await (await import('./worker.js')).runQueueIndex(paths, { ...flags, queue: flags.queue });
@@ -90,6 +93,7 @@ async function runIndex(paths: string[], flags: IndexFlags): Promise<number> {
     if (flags.compact) {
       const { versions } = await index.compact();
       if (!flags.json) process.stderr.write(`altclip: ${flags.db}: compacted (${versions} version${versions === 1 ? '' : 's'} kept)\n`);
+      else if (paths.length === 0) process.stdout.write(`${JSON.stringify({ versions })}\n`);
     }
     return code;
   } finally {

@@ -367,7 +367,7 @@ export class ImageIndex {
       const scan = this.store ? await this.store.scan() : { files: new Map<string, StoredFile>(), duplicates: [] };
       // Before anything is loaded or written: every argument must exist, or have rows (then it is offline).
       const targets = await scanTargets(paths, scan.files);
-      const plan = await planUpdate(scan.files, targets, { removeMissing, pruneOffline: options.pruneOffline === true });
+      const plan = await planUpdate(scan.files, targets, { removeMissing, pruneOffline: options.pruneOffline === true, deferHashes: true });
       // The model next: a new index records its identity; an existing one must match it. Embedded
       // elsewhere (the fleet), the images of the plan are embedded before anything is committed.
       const embedder = remote ? await remote(plan.toEmbed.map((f) => f.path)) : await this.localEmbedder();
@@ -380,8 +380,9 @@ export class ImageIndex {
         this.store = await this.create(identity, identity.fingerprint ?? await modelFingerprint(identity.model, { dtype: identity.dtype, revision: identity.revision }));
       }
       this.store.fence = lock;
+      const commitsBefore = this.store.commits;
       await this.store.repairDuplicates(scan.duplicates);
-      const result = await this.apply(this.store, embedder, plan, options);
+      const result = await this.apply(this.store, embedder, plan, options, commitsBefore);
       result.repaired = scan.duplicates.length;
       return result;
     } finally {
@@ -399,7 +400,7 @@ export class ImageIndex {
   }
 
   /** Carries out a plan: rows that keep their vector, then new and changed images in groups, then removals. */
-  private async apply(store: ImageStore, embedder: Embedder, plan: UpdatePlan, options: UpdateOptions): Promise<IndexUpdate> {
+  private async apply(store: ImageStore, embedder: Embedder, plan: UpdatePlan, options: UpdateOptions, commitsBefore: number): Promise<IndexUpdate> {
     const result: IndexUpdate = {
       added: 0, updated: 0, removed: 0, unchanged: plan.unchanged, renamed: 0, skipped: [...plan.skipped], offline: plan.offline, repaired: 0,
     };
@@ -431,6 +432,17 @@ export class ImageIndex {
     // A group's commit runs while the next batches are embedded; one commit at a time, in order.
     let committing: Promise<void> = Promise.resolve();
     const commitGroup = async (group: typeof pending) => {
+      // deferred hashes (planUpdate's deferHashes), computed while the next batches are embedded
+      const unread = new Set<string>();
+      await forEachLimit(group.filter((p) => p.row.sha256 === ''), 4, async (p) => {
+        try {
+          p.row.sha256 = await sha256File(p.row.path);
+        } catch (err) {
+          unread.add(p.row.path); // gone or unreadable since it was embedded: not added
+          result.skipped.push({ input: p.row.path, error: `${p.row.path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
+        }
+      });
+      if (unread.size > 0) group = group.filter((p) => !unread.has(p.row.path));
       await store.upsert(group.map((p) => p.row));
       for (const p of group) result[p.kind]++;
       await maybeCompact();
@@ -484,7 +496,7 @@ export class ImageIndex {
     result.skipped.sort(byInput);
 
     // old versions go at the end of a run (those of the last minute stay for readers still on them)
-    if (keep.length + toEmbed.length + removed.length + stale.length + plan.repaired > 0 || store.commits > 0) await store.maintain();
+    if (store.commits > commitsBefore) await store.maintain();
     return result;
   }
 }
@@ -570,7 +582,6 @@ export interface UpdatePlan {
   offline: OfflinePath[];
   /** Files that could not be hashed (their rows, if any, are kept). */
   skipped: SkippedImage[];
-  repaired: number;
 }
 
 /**
@@ -579,10 +590,20 @@ export interface UpdatePlan {
  * found are gone, except under offline paths (removed too with `pruneOffline`).
  */
 export async function planUpdate(
-  stored: Map<string, StoredFile>, targets: UpdateTargets, options: { removeMissing: boolean; pruneOffline?: boolean },
+  stored: Map<string, StoredFile>, targets: UpdateTargets,
+  options: {
+    removeMissing: boolean;
+    pruneOffline?: boolean;
+    /**
+     * New files are hashed only to find renames; with no row gone there is none, and with this set
+     * they are left with sha256 "" for the caller to hash when it commits them (ImageIndex does it
+     * while the next images are embedded).
+     */
+    deferHashes?: boolean;
+  },
 ): Promise<UpdatePlan> {
   const { found, scopes, missingFiles, offline } = targets;
-  const plan: UpdatePlan = { stored, unchanged: 0, touched: [], toEmbed: [], renames: [], removed: [], offline, skipped: [], repaired: 0 };
+  const plan: UpdatePlan = { stored, unchanged: 0, touched: [], toEmbed: [], renames: [], removed: [], offline, skipped: [] };
   const seen = new Set(found.map((f) => f.path));
   const underOffline = (p: string) => offline.some((o) => p === o.path || isInside(p, o.path));
   const named = new Set(missingFiles);
@@ -593,10 +614,15 @@ export async function planUpdate(
 
   const goneByHash = new Map<string, StoredFile[]>();
   for (const r of gone) goneByHash.set(r.sha256, [...(goneByHash.get(r.sha256) ?? []), r]);
+  const defer = options.deferHashes === true && gone.length === 0;
   await forEachLimit(found, 4, async (f) => {
     const row = stored.get(f.path);
     if (row && row.size === f.size && row.mtime === f.mtime) {
       plan.unchanged++;
+      return;
+    }
+    if (!row && defer) {
+      plan.toEmbed.push({ ...f, sha256: '', kind: 'added' });
       return;
     }
     let sha256: string;

@@ -158,9 +158,13 @@ export class ImageStore {
       // folderState checked, without data): start over.
       if (state === 'incomplete') fs.rmSync(path.join(dir, `${TABLE_NAME}.lance`), { recursive: true, force: true });
       const db = await lancedb.connect(dir, { readConsistencyInterval: 0 });
-      // the fence row is the table's first commit, so that every later commit can conflict on it
-      const table = await db.createTable(TABLE_NAME, lancedb.makeArrowTable([arrowRow(fenceRow(options.create.projectionDim, ''))], { schema: schemaFor(options.create) }));
-      return new ImageStore(dir, table, options.create, ann);
+      // An empty first commit (so that data without a version is always damage, never a killed
+      // creation), then the fence row, so that every later commit can conflict on it (a kill in
+      // between: the first upsert inserts it).
+      const table = await db.createEmptyTable(TABLE_NAME, schemaFor(options.create));
+      const store = new ImageStore(dir, table, options.create, ann);
+      await store.commit(() => table.add(lancedb.makeArrowTable([arrowRow(store.fenceRow())], { schema: schemaFor(options.create!) })));
+      return store;
     }
     let table: Lance.Table;
     let schema: Arrow.Schema;
