@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import * as lancedb from '@lancedb/lancedb';
 
 import { cachedSha256, fingerprintChanges, modelFingerprint, q8Scheme, resolveModel } from '../src/models/fingerprint.js';
+import { indexModel } from '../src/search/index.js';
 import { FENCE_PATH } from '../src/search/store.js';
 import { type Run, altclip as runAltclip, startAltclip, waitFor } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
@@ -247,6 +248,16 @@ describe('model identity by weights (altclip index / search / serve)', () => {
         const end = await server.done;
         assert.equal(end.code, 0, end.stderr);
       }
+    });
+
+    it('indexModel (what index, search and serve --db ask): the moved path with --model, refused without; no index is an error', async () => {
+      const found = await indexModel(db, { model: moved });
+      assert.equal(found.model, fs.realpathSync(moved));
+      assert.equal(found.dtype, 'fp32');
+      assert.match(found.moved ?? '', /the same weights are at/);
+      assert.deepEqual(found.fingerprint, (await tableState(db)).meta.fingerprint);
+      await assert.rejects(indexModel(db), /give its new path with --model/);
+      await assert.rejects(indexModel(path.join(tmp, 'no.db')), /no such index/);
     });
 
     it("another model's weights under a new path: refused by index, search and serve, naming what differs", async () => {
