@@ -17,6 +17,7 @@ import { indexModel } from '../src/search/index.js';
 import { FENCE_PATH } from '../src/search/store.js';
 import { type Run, altclip as runAltclip, startAltclip, waitFor } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
+import { startHubServer } from './helpers/hub_server.js';
 
 const TINY = path.join(FIXTURES, 'models', 'tiny-altclip');
 const OTHER = path.join(FIXTURES, 'models', 'tiny-altclip-b');
@@ -338,5 +339,32 @@ describe('fingerprint and its hash cache', () => {
     assert.match(changes[0]!, /^config\.json changed/);
     assert.equal(changes[1], 'model.safetensors is gone');
     assert.equal(changes[2], 'pytorch_model.bin is new');
+  });
+});
+
+describe('a hub model', () => {
+  it('is fingerprinted from its snapshot (the same as the same files in a folder), offline once cached, at the recorded commit', async () => {
+    const COMMIT = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678';
+    const files: Record<string, Buffer> = {};
+    for (const f of ['config.json', 'model.safetensors']) files[f] = fs.readFileSync(path.join(TINY, f));
+    const server = await startHubServer({ 'BAAI/tiny-altclip': { commits: { [COMMIT]: files }, refs: { main: COMMIT } } });
+    const saved = { ...process.env };
+    Object.assign(process.env, { HF_ENDPOINT: server.endpoint, HF_HUB_CACHE: path.join(tmp, 'hub'), HF_TOKEN: '', HF_HUB_OFFLINE: '' });
+    try {
+      const hashes = path.join(tmp, 'hash-cache-hub');
+      const local = await modelFingerprint(TINY, { cacheDir: hashes });
+      assert.deepEqual(await modelFingerprint('BAAI/tiny-altclip', { cacheDir: hashes }), local);
+      await server.close();
+      process.env.HF_HUB_OFFLINE = '1';
+      const recorded = { model: 'BAAI/tiny-altclip', revision: COMMIT, dtype: 'fp32' as const, fingerprint: local };
+      const found = await resolveModel('hub.db', recorded, {}, { cacheDir: hashes });
+      assert.deepEqual([found.model, found.revision, found.fingerprint], ['BAAI/tiny-altclip', COMMIT, local]);
+    } finally {
+      for (const k of ['HF_ENDPOINT', 'HF_HUB_CACHE', 'HF_TOKEN', 'HF_HUB_OFFLINE']) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+      await server.close().catch(() => {});
+    }
   });
 });

@@ -75,10 +75,27 @@ export async function modelFingerprint(model: string, options: FingerprintOption
   const root = path.dirname(config);
   const weights = (await loadWeights(model, hub)).files;
   const files: Record<string, string> = {};
-  for (const file of [config, ...[...weights].sort()]) {
-    files[path.relative(root, file).split(path.sep).join('/')] = await cachedSha256(file, options.cacheDir);
-  }
+  for (const file of [config, ...weights]) files[nameIn(root, file)] = await cachedSha256(file, options.cacheDir);
   return { files, dtype, q8Scheme: dtype === 'q8' ? q8Scheme() : null };
+}
+
+/**
+ * `file`'s name relative to the model folder `root`, "/"-separated. A hub snapshot's files are links to
+ * ../../blobs/<etag> (hub/cache.ts) and the weights are opened through them: the link names the file.
+ */
+function nameIn(root: string, file: string): string {
+  const rel = (f: string) => path.relative(root, f).split(path.sep).join('/');
+  if (!rel(file).startsWith('../') && !path.isAbsolute(rel(file))) return rel(file);
+  const real = fs.realpathSync(file);
+  for (const entry of fs.readdirSync(root, { recursive: true }) as string[]) {
+    const p = path.join(root, entry);
+    try {
+      if (fs.realpathSync(p) === real && !fs.statSync(p).isDirectory()) return rel(p);
+    } catch {
+      // a dangling link: not this file
+    }
+  }
+  return path.basename(file);
 }
 
 /** What differs between two fingerprints, one phrase per difference (empty: the same model). */
