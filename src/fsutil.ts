@@ -1,16 +1,43 @@
 // Files that appear whole: the one temp-then-rename of the package (graph cache, q8 cache, hub cache,
 // safetensors writer). A reader sees the old file or the new one, never a part, even when a process
 // is killed mid-write; a writer killed before the rename leaves only a `*.tmp` name behind.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 
-/** A temporary name beside `file` (same folder, so the rename is atomic), unique to this call. */
+/** This host, as temporary names carry it (a hash: host names may hold any character). */
+const HOST_TAG = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+
+/**
+ * A temporary name beside `file` (same folder, so the rename is atomic), unique to this call, naming
+ * its writer (host and pid) so that a leftover of a stopped writer is known at once (tempWriterGone).
+ */
 export function tempPath(file: string): string {
-  return `${file}.${randomUUID()}.tmp`;
+  // no longer than the earlier `.<uuid>.tmp` (a name beside a file must stay under 255 bytes)
+  return `${file}.h${HOST_TAG}p${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
 }
 
-/** A leftover of replaceAtomically from a process that was killed before its rename. */
-export const isTempPath = (name: string): boolean => /\.[0-9a-f-]{36}\.tmp$/.test(name);
+const TEMP_NAME = /\.h([0-9a-f]{8})p(\d+)-[0-9a-f]{12}\.tmp$/;
+
+/** A leftover of replaceAtomically from a process that was killed before its rename (older versions: `.<uuid>.tmp`). */
+export const isTempPath = (name: string): boolean => TEMP_NAME.test(name) || /\.[0-9a-f-]{36}\.tmp$/.test(name);
+
+/**
+ * Whether the temporary `name` (from tempPath) was written by a process of this host that no longer
+ * runs. False for another host's, a live process's, and names without a writer (older versions).
+ */
+export function tempWriterGone(name: string): boolean {
+  const m = TEMP_NAME.exec(name);
+  if (!m || m[1] !== HOST_TAG) return false;
+  const pid = Number(m[2]);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
 
 export interface ReplaceOptions {
   /**

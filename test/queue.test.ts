@@ -20,6 +20,7 @@ import sharp from 'sharp';
 
 import { indexWithQueue } from '../src/queue/index.js';
 import { readTar } from '../src/queue/tar.js';
+import { FENCE_PATH } from '../src/search/store.js';
 import { type Started, startAltclip } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
 import { requireProgram } from './helpers/system.js';
@@ -165,6 +166,7 @@ async function tableRows(db: string): Promise<Map<string, Row>> {
   const table = await conn.openTable('images');
   const out = new Map<string, Row>();
   for (const r of await table.query().toArray()) {
+    if (r.path === FENCE_PATH) continue; // the writers' fence row (src/search/store.ts), not an image
     assert.ok(!out.has(r.path as string), `${r.path} is in the index twice`);
     out.set(r.path as string, {
       vector: Float32Array.from((r.vector as { toArray(): Float32Array }).toArray()),
@@ -270,9 +272,9 @@ describe('altclip index --queue with altclip worker', { timeout: 300_000 }, () =
     assert.equal(files.filter((f) => f.endsWith('.shard')).length, 6);
     assert.deepEqual(files.filter((f) => !f.endsWith('.shard')), []);
 
-    // The same command again (in this process): every shard is done already, nothing is recomputed or duplicated.
-    const again = await indexWithQueue([imagesDir, list], { db, queue, model: MODEL, shardSize: 5, pollMs: 100 });
-    assert.deepEqual([again.shards, again.resumed, again.appended, again.failed.length, again.total], [6, 6, 30, 0, 30]);
+    // The folder again (in this process): planned against the db, nothing to embed, nothing duplicated or lost.
+    const again = await indexWithQueue([imagesDir], { db, queue, model: MODEL, shardSize: 5, pollMs: 100 });
+    assert.deepEqual([again.shards, again.unchanged, again.added, again.appended, again.failed.length, again.total], [0, 24, 0, 0, 0, 30]);
     assert.equal((await tableRows(db)).size, 30);
   });
 
@@ -378,5 +380,133 @@ describe('coordinator errors', () => {
       new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${port} \\(no connection within 1\\.5 s\\)`));
     await assert.rejects(indexWithQueue([path.join(tmp, 'nope')], { db, queue: `redis://127.0.0.1:${port}`, model: MODEL, connectTimeoutMs: 1500 }), /nope: no such file or folder/);
     await assert.rejects(indexWithQueue([imagesDir], { db, queue: 'http://127.0.0.1:1', model: MODEL }), /--queue "http:\/\/127\.0\.0\.1:1": expected redis:\/\/HOST:PORT/);
+  });
+});
+
+describe('the fleet path is the same index', { timeout: 300_000 }, () => {
+  const dir = path.join(tmp, 'fleet');
+  const db = path.join(tmp, 'fleet.db');
+  const coordinator = (queue: string, extra: string[] = []) =>
+    start(['index', dir, '--db', db, '--queue', queue, '--model', MODEL, '--json', ...extra]);
+  const json = (stdout: string) => JSON.parse(stdout) as Record<string, unknown>;
+  before(() => {
+    fs.mkdirSync(dir);
+    for (const f of images.slice(0, 4)) fs.copyFileSync(f, path.join(dir, path.basename(f)));
+  });
+
+  it('4 files, then one deleted and one renamed: 3 rows with the right paths, none stale; the rename keeps its vector; only new files reach the workers', async () => {
+    const queue = redis.url(6);
+    const w = start(['worker', '--queue', queue, ...FAST]);
+    try {
+      const first = await coordinator(queue).done;
+      assert.equal(first.code, 0, first.stderr);
+      assert.deepEqual([json(first.stdout).added, json(first.stdout).shards, json(first.stdout).total], [4, 1, 4]);
+      const [a, b, c, d] = images.slice(0, 4).map((f) => path.join(dir, path.basename(f)));
+      fs.rmSync(a!);
+      const renamed = path.join(dir, `renamed-${path.basename(b!)}`);
+      fs.renameSync(b!, renamed);
+      const second = await coordinator(queue).done;
+      assert.equal(second.code, 0, second.stderr);
+      const r = json(second.stdout);
+      assert.deepEqual([r.added, r.updated, r.removed, r.renamed, r.unchanged, r.shards, r.appended, r.total], [0, 0, 1, 1, 2, 0, 0, 3]);
+      assert.match(second.stderr, /0 added, 0 updated, 1 removed, 2 unchanged, 1 renamed/);
+      const rows = await tableRows(db);
+      assert.deepEqual([...rows.keys()].sort(), [c!, d!, renamed].sort());
+      assertSameAs(rows, renamed, ref, images[1]!);
+      assertSameAs(rows, c!, ref, images[2]!);
+      assertSameAs(rows, d!, ref, images[3]!);
+      // and what the single-machine path makes of the same folder: the same rows
+      const single = path.join(tmp, 'fleet-single.db');
+      const run = await start(['index', dir, '--db', single, '--model', MODEL]).done;
+      assert.equal(run.code, 0, run.stderr);
+      assert.deepEqual([...(await tableRows(single)).keys()].sort(), [...rows.keys()].sort());
+    } finally {
+      w.child.kill('SIGTERM');
+      await w.done;
+    }
+  });
+
+  it('a second coordinator (or altclip index) on the same db is refused while one runs; with --wait it waits, then finds nothing left to do', async () => {
+    const queue = redis.url(7);
+    fs.copyFileSync(images[5]!, path.join(dir, path.basename(images[5]!)));
+    // no worker yet: the first coordinator holds the lock while its shard waits
+    const first = coordinator(queue);
+    await until('the first coordinator to plan', () => /1 shards, 1 listed inputs/.test(first.stderr()));
+    const second = await coordinator(queue).done;
+    assert.equal(second.code, 1, second.stderr);
+    assert.match(second.stderr, /altclip: error: .*fleet\.db: the index is being written by process \d+/);
+    const single = await start(['index', dir, '--db', db, '--model', MODEL]).done;
+    assert.equal(single.code, 1, single.stderr);
+    assert.match(single.stderr, /the index is being written by process/);
+    const waiting = coordinator(queue, ['--wait', '300']);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(waiting.child.exitCode, null, 'the --wait coordinator waits for the lock');
+    const w = start(['worker', '--queue', queue, ...FAST]);
+    try {
+      const done = await first.done;
+      assert.equal(done.code, 0, done.stderr);
+      assert.deepEqual([json(done.stdout).added, json(done.stdout).total], [1, 4]);
+      const after = await waiting.done;
+      assert.equal(after.code, 0, after.stderr);
+      assert.deepEqual([json(after.stdout).added, json(after.stdout).unchanged, json(after.stdout).shards, json(after.stdout).total], [0, 4, 0, 4]);
+      assert.equal((await tableRows(db)).size, 4);
+    } finally {
+      w.child.kill('SIGTERM');
+      await w.done;
+    }
+  });
+
+  it('identity by weights: overwritten weights are refused when the shards come back (nothing committed); a moved model is accepted with --model', async () => {
+    const queue = redis.url(8);
+    const model = path.join(tmp, 'fleet-model');
+    fs.cpSync(MODEL, model, { recursive: true });
+    const pics = path.join(tmp, 'fleet-identity');
+    fs.mkdirSync(pics);
+    for (const f of images.slice(8, 10)) fs.copyFileSync(f, path.join(pics, path.basename(f)));
+    const idDb = path.join(tmp, 'fleet-identity.db');
+    const run = (extra: string[]) => start(['index', pics, '--db', idDb, '--queue', queue, '--json', ...extra]).done;
+    let w = start(['worker', '--queue', queue, ...FAST]);
+    const restart = async () => {
+      w.child.kill('SIGTERM');
+      await w.done;
+      w = start(['worker', '--queue', queue, ...FAST]);
+    };
+    try {
+      const first = await run(['--model', model]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal(json(first.stdout).added, 2);
+      const weights = path.join(model, 'model.safetensors');
+      const original = fs.readFileSync(weights);
+      const changed = Buffer.from(original);
+      changed[changed.length - 1] ^= 0x01;
+      fs.writeFileSync(weights, changed);
+      await restart(); // a running worker keeps the model it loaded (and that model's fingerprint); a new one reads the files
+      fs.copyFileSync(images[10]!, path.join(pics, path.basename(images[10]!)));
+      const refused = await run([]);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /altclip: error: .*model\.safetensors changed \(sha256 [0-9a-f]{12}… → [0-9a-f]{12}…\)/);
+      assert.equal((await tableRows(idDb)).size, 2, 'nothing committed');
+      // the weights put back: the shard embedded with the other weights is made again, not refused forever
+      fs.writeFileSync(weights, original);
+      await restart();
+      const restored = await run([]);
+      assert.equal(restored.code, 0, restored.stderr);
+      assert.deepEqual([json(restored.stdout).added, json(restored.stdout).shards, json(restored.stdout).resumed], [1, 1, 0]);
+      fs.rmSync(path.join(pics, path.basename(images[10]!)));
+      assert.equal(json((await run([])).stdout).removed, 1);
+      const moved = path.join(tmp, 'fleet-model-moved');
+      fs.renameSync(model, moved);
+      await restart();
+      fs.copyFileSync(images[11]!, path.join(pics, path.basename(images[11]!)));
+      const accepted = await run(['--model', moved]);
+      assert.equal(accepted.code, 0, accepted.stderr);
+      assert.deepEqual([json(accepted.stdout).added, json(accepted.stdout).unchanged], [1, 2]);
+      const rows = await tableRows(idDb);
+      assert.equal(rows.size, 3);
+      assertSameAs(rows, path.join(pics, path.basename(images[11]!)), ref, images[11]!);
+    } finally {
+      w.child.kill('SIGTERM');
+      await w.done;
+    }
   });
 });

@@ -108,7 +108,7 @@ describe('ImageIndex follows the folder', () => {
 
     const index = await ImageIndex.open(db, { model });
     try {
-      assert.deepEqual(await index.sync([dir]), { added: 5, updated: 0, removed: 0, unchanged: 0, renamed: 0, skipped: [] });
+      assert.deepEqual(await index.sync([dir]), { added: 5, updated: 0, removed: 0, unchanged: 0, renamed: 0, skipped: [], offline: [], repaired: 0 });
       const before = new Map((await index.search({ image: path.join(src, 'cat.jpg') }, { k: 10 })).map((r) => [r.path, r.score]));
       assert.deepEqual([...before.keys()].sort(), ['cat.jpg', 'palette.png', 'sub/coffee.png', 'tall.jpg', 'wide.png'].map((f) => path.join(dir, f)).sort(),
         'hidden files and folders and non-images are skipped');
@@ -119,7 +119,7 @@ describe('ImageIndex follows the folder', () => {
       fs.copyFileSync(path.join(src, 'exif_rotated.jpg'), path.join(dir, 'new.jpg'));         // added
       const t = new Date(Date.now() + 5000);
       fs.utimesSync(path.join(dir, 'tall.jpg'), t, t);                                        // touched only
-      assert.deepEqual(await index.sync([dir]), { added: 1, updated: 1, removed: 1, unchanged: 2, renamed: 1, skipped: [] });
+      assert.deepEqual(await index.sync([dir]), { added: 1, updated: 1, removed: 1, unchanged: 2, renamed: 1, skipped: [], offline: [], repaired: 0 });
 
       const now = await index.search({ image: path.join(src, 'cat.jpg') }, { k: 10 });
       assert.deepEqual(now.map((r) => r.path).sort(), ['new.jpg', 'sub/coffee.png', 'sub/kitten.jpg', 'tall.jpg', 'wide.png'].map((f) => path.join(dir, f)).sort());
@@ -130,7 +130,7 @@ describe('ImageIndex follows the folder', () => {
       assert.equal(gray.path, path.join(dir, 'wide.png'), 'the modified file has the new content\'s vector');
       assert.ok(Math.abs(gray.score - 1) < 1e-6);
 
-      assert.deepEqual(await index.sync([dir]), { added: 0, updated: 0, removed: 0, unchanged: 5, renamed: 0, skipped: [] });
+      assert.deepEqual(await index.sync([dir]), { added: 0, updated: 0, removed: 0, unchanged: 5, renamed: 0, skipped: [], offline: [], repaired: 0 });
       assert.equal(await index.remove([path.join(dir, 'sub')]), 2);
       assert.equal(await index.count(), 3);
       const added = await index.add([path.join(dir, 'sub', 'coffee.png')]);

@@ -82,7 +82,11 @@ export async function runQueueIndex(inputs: string[], flags: QueueIndexFlags): P
   if (flags.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   for (const s of result.skipped) say(`warning: skipped ${s.error}`);
   for (const f of result.failed) say(`error: shard ${f.shard} (${f.label}) failed: ${f.error}`);
-  say(`${flags.db}: ${result.appended} rows appended from ${result.shards - result.failed.length} of ${result.shards} shards`
+  for (const o of result.offline) say(`warning: ${o.path}: ${o.reason}; its rows are kept (offline)`);
+  const counts = [`${result.added} added`, `${result.updated} updated`, `${result.removed} removed`, `${result.unchanged} unchanged`];
+  if (result.renamed > 0) counts.push(`${result.renamed} renamed`);
+  if (result.offline.length > 0) counts.push(`${result.offline.length} offline`);
+  say(`${flags.db}: ${counts.join(', ')}; ${result.appended} rows appended from ${result.shards - result.failed.length} of ${result.shards} shards`
     + `${result.skipped.length ? `, ${result.skipped.length} skipped` : ''} (${result.total} images in the index)`);
-  return result.failed.length > 0 ? EXIT_ERROR : result.skipped.length > 0 ? EXIT_SKIPPED : EXIT_OK;
+  return result.failed.length > 0 ? EXIT_ERROR : result.skipped.length > 0 || result.offline.length > 0 ? EXIT_SKIPPED : EXIT_OK;
 }

@@ -20,7 +20,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 
-import { isTempPath, replaceAtomically, replaceAtomicallyAsync, writeFileAtomic } from '../fsutil.js';
+import { isTempPath, replaceAtomically, replaceAtomicallyAsync, tempWriterGone, writeFileAtomic } from '../fsutil.js';
 import type { GraphBuilder } from '../onnx/graph.js';
 import { openSession, sessionOptions, type Session, type SessionOptions } from './session.js';
 
@@ -271,12 +271,12 @@ function sourcesOf(manifestFile: string): string[] {
   }
 }
 
-/** A dead writer's temporary (older than an hour: a live writer finishes well before). */
+/** A dead writer's temporary: its writer (named in it, this host) is gone, or it is older than an hour. */
 function leftover(dir: string, name: string): Omit<CacheEntry, 'bytes'> | null {
   const p = path.join(dir, name);
   if (!(isTempPath(name) || name.endsWith('.tmp') || name.endsWith('.incomplete'))) return null;
   const age = Date.now() - (fs.lstatSync(p, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
-  return { path: p, kind: 'temporary', sources: [], stale: age > 3_600_000 ? 'a temporary left by a stopped writer' : null };
+  return { path: p, kind: 'temporary', sources: [], stale: tempWriterGone(name) || age > 3_600_000 ? 'a temporary left by a stopped writer' : null };
 }
 
 /** Every entry of the cache folder `root` (default: defaultGraphCacheDir()). */

@@ -1,23 +1,19 @@
-// The coordinator (`altclip index … --queue`): plans shards, writes their input lists to the work
-// folder, enqueues the shards not done yet, follows them to the end (shard files appearing, failed
-// jobs, progress of active ones) and appends the finished shards to the index with ImageIndex — the
-// same store and the same upsert-by-path as the single-machine `altclip index`, so appending a shard
-// twice (a coordinator killed mid-append and run again) never duplicates a row.
+// The coordinator (`altclip index … --queue`): takes the index's writer lock, plans the update against
+// the db as `altclip index` does (ImageIndex.syncRemote), cuts the images to embed into shards, writes
+// their input lists to the work folder, enqueues the shards not done yet, follows them to the end
+// (shard files appearing, failed jobs, progress of active ones) and commits the plan with the shards'
+// vectors — the same store, plan and commits as the single-machine `altclip index`. Workers only embed.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Queue } from 'bullmq';
-import { modelKey } from '../search/image_index.js';
-import { ImageIndex } from '../search/index.js';
+import { fingerprintChanges, type ModelFingerprint, modelKey } from '../models/fingerprint.js';
+import { DEFAULT_INDEX_MODEL, ImageIndex, type RemoteEmbed } from '../search/image_index.js';
 import {
-  connectionOptions, DEFAULT_ATTEMPTS, defaultWorkDir, jobId, parseRedisUrl, queueName, RETRY_DELAY_MS, type ShardJob,
+  connectionOptions, DEFAULT_ATTEMPTS, defaultWorkDir, isListFile, isTar, jobId, parseRedisUrl, queueName, RETRY_DELAY_MS, type ShardJob,
 } from './contract.js';
-import { DEFAULT_SHARD_SIZE, planShards, type PlannedShard } from './plan.js';
-import type { StoredRow } from '../search/store.js';
+import { DEFAULT_SHARD_SIZE, isUrl, planShards, type PlannedShard } from './plan.js';
 import type { ModelIdentity } from '../tasks/types.js';
 import { readShardFile, shardFileName } from './shard_file.js';
-
-/** Rows per commit when appending shards to the index. */
-const APPEND_ROWS = 8192;
 
 export interface QueueIndexOptions {
   db: string;
@@ -59,54 +55,107 @@ export interface FailedShard {
 }
 
 export interface QueueIndexResult {
+  /** added / updated / removed / unchanged / renamed, as `altclip index` counts them (files and folders) */
+  added: number;
+  updated: number;
+  removed: number;
+  unchanged: number;
+  renamed: number;
+  /** paths whose rows were kept because they could not be read (see `altclip index`) */
+  offline: { path: string; reason: string }[];
   shards: number;
   /** shards that were already done when this run started (resume) */
   resumed: number;
   failed: FailedShard[];
-  /** rows appended (inserted or replaced) */
+  /** rows written from the shards (inserted or replaced) */
   appended: number;
   skipped: { input: string; error: string }[];
   /** rows in the index afterwards */
   total: number;
 }
 
-/** Runs an index build on a worker fleet; resolves when every shard is done or failed. */
+/**
+ * Runs an index build on a worker fleet; resolves when every shard is done or failed. Files and folders
+ * are planned against the index exactly as `altclip index` plans them (ImageIndex.syncRemote: new and
+ * changed files are embedded, renamed ones keep their vector, deleted ones lose their row, unreadable
+ * ones stay offline) under the index's writer lock, held from the plan to the last commit, so a second
+ * coordinator (or `altclip index`) on the same db is refused or waits (--wait). Only the plan's images
+ * go to the workers; list files, URLs and .tar shards are embedded as given and inserted or replaced.
+ */
 export async function indexWithQueue(inputs: string[], options: QueueIndexOptions): Promise<QueueIndexResult> {
   parseRedisUrl(options.queue);
+  if (inputs.length === 0) throw new Error('nothing to index: give image files, folders, list files, URLs or .tar shards');
   const workDir = path.resolve(options.workDir ?? defaultWorkDir(options.db));
-  // The model: asked for, else the existing index's, else the default (ImageIndex.open checks it).
-  const index = await ImageIndex.open(options.db, { ...(options.model ? { model: options.model } : {}), ...(options.dtype ? { dtype: options.dtype } : {}), lockWaitMs: options.lockWaitMs });
+  const planned = inputs.filter((i) => !isUrl(i) && !isTar(i) && !isListFile(i));
+  const given = inputs.filter((i) => !planned.includes(i));
+  // The model: asked for, else the existing index's (found by its weights), else the default.
+  // The weights are checked against the index's fingerprint when the shards come back (each carries the
+  // fingerprint of the model that embedded it), so the coordinator itself needs no copy of the model.
+  const index = await ImageIndex.open(options.db, {
+    ...(options.model ? { model: options.model } : {}), ...(options.dtype ? { dtype: options.dtype } : {}),
+    lockWaitMs: options.lockWaitMs, checkWeights: 'vectors',
+  });
   try {
-    const model = index.metadata?.model ?? modelKey(options.model ?? 'BAAI/AltCLIP');
-    const dtype = index.metadata?.dtype ?? options.dtype ?? 'fp32';
-    const shards = await planShards(inputs, { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, model, dtype });
-    const state = await follow(shards, { ...options, workDir, model, dtype });
-    // Append every finished shard, in plan order, under the index's writer lock: one commit per
-    // APPEND_ROWS rows (LanceDB merge-insert by path), then one optimize.
-    const skipped: { input: string; error: string }[] = [];
-    const finished = shards.filter((s) => state.done.has(s.id));
-    let identity: ModelIdentity | undefined;
-    const batches = async function* () {
-      const rows: StoredRow[] = [];
-      for (const s of finished) {
-        const data = await readShardFile(shardFileName(workDir, s.id));
-        const dim = data.identity.projectionDim;
-        skipped.push(...data.skipped);
-        rows.push(...data.rows.map((r, i) => ({ ...r, vector: data.vectors.subarray(i * dim, (i + 1) * dim) })));
-        if (rows.length >= APPEND_ROWS) yield rows.splice(0);
+    const model = index.model?.model ?? modelKey(options.model ?? DEFAULT_INDEX_MODEL);
+    const dtype = index.model?.dtype ?? options.dtype ?? 'fp32';
+    let state = { shards: 0, resumed: 0, failed: [] as FailedShard[], appended: 0 };
+    const shardSkipped: { input: string; error: string }[] = [];
+    const remote: RemoteEmbed = async (toEmbed) => {
+      if (toEmbed.length === 0 && given.length === 0) return { identity: undefined, embed: async function* () {} };
+      const shards = await planShards([...toEmbed, ...given], { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, model, dtype });
+      const followed = await follow(shards, { ...options, workDir, model, dtype, fingerprint: index.model?.fingerprint ?? undefined });
+      state = { shards: shards.length, resumed: followed.resumed, failed: followed.failed, appended: 0 };
+      const finished = shards.filter((s) => followed.done.has(s.id)).map((s) => shardFileName(workDir, s.id));
+      const identity = finished.length > 0 ? (await readShardFile(finished[0]!)).identity : undefined;
+      const position = new Map(toEmbed.map((p, i) => [p, i]));
+      // Every shard file read in plan order: rows of the plan's images go to embed(), the others to extra().
+      async function* shardRows(planned: boolean) {
+        for (const file of finished) {
+          const data = await readShardFile(file);
+          checkSameModel(file, identity!, data.identity);
+          const dim = data.identity.projectionDim;
+          const rows = data.rows.map((r, i) => ({ ...r, vector: data.vectors.subarray(i * dim, (i + 1) * dim) }));
+          yield { rows: rows.filter((r) => position.has(r.path) === planned), skipped: data.skipped.filter((s) => position.has(s.input) === planned) };
+        }
       }
-      yield rows;
+      return {
+        identity,
+        async* embed(paths, { onError }) {
+          for await (const { rows, skipped } of shardRows(true)) {
+            for (const s of skipped) onError?.({ index: position.get(s.input)!, input: s.input, error: new Error(s.error) });
+            state.appended += rows.length;
+            yield { indices: rows.map((r) => position.get(r.path)!), embeddings: rows.map((r) => r.vector) };
+          }
+        },
+        async* extra() {
+          for await (const { rows, skipped } of shardRows(false)) {
+            shardSkipped.push(...skipped);
+            state.appended += rows.length;
+            yield rows;
+          }
+        },
+      };
     };
-    if (finished.length > 0) identity = (await readShardFile(shardFileName(workDir, finished[0]!.id))).identity;
-    const appended = identity ? await index.addEmbedded(batches(), identity) : 0;
-    return { shards: shards.length, resumed: state.resumed, failed: state.failed, appended, skipped, total: await index.count() };
+    const update = await index.syncRemote(planned, remote, options.signal ? { signal: options.signal } : {});
+    return {
+      added: update.added, updated: update.updated, removed: update.removed, unchanged: update.unchanged, renamed: update.renamed, offline: update.offline,
+      ...state, skipped: [...update.skipped, ...shardSkipped], total: await index.count(),
+    };
   } finally {
     await index.close();
   }
 }
 
+/** Every shard of a run must come from one model (a worker started with other weights is refused). */
+function checkSameModel(file: string, first: ModelIdentity, id: ModelIdentity): void {
+  const changes = first.fingerprint && id.fingerprint ? fingerprintChanges(first.fingerprint, id.fingerprint) : [];
+  if (changes.length > 0 || id.projectionDim !== first.projectionDim || id.dtype !== first.dtype) {
+    throw new Error(`${file}: embedded by another model than the run's other shards (${id.model}${changes.length ? `: ${changes.join('; ')}` : ''})`);
+  }
+}
+
 async function follow(
-  shards: PlannedShard[], options: QueueIndexOptions & { workDir: string; model: string; dtype: 'fp32' | 'q8' },
+  shards: PlannedShard[], options: QueueIndexOptions & { workDir: string; model: string; dtype: 'fp32' | 'q8'; fingerprint: ModelFingerprint | undefined },
 ): Promise<{ done: Set<string>; failed: FailedShard[]; resumed: number }> {
   const { workDir } = options;
   const doneFiles = async () => {
@@ -127,7 +176,15 @@ async function follow(
   };
   const done = new Set<string>();
   const initial = await doneFiles();
-  for (const s of shards) if (await isDone(initial, s)) done.add(s.id);
+  for (const s of shards) {
+    if (!(await isDone(initial, s))) continue;
+    // A shard file left by an earlier run with other weights (refused then: see checkIdentity) is made again.
+    const file = shardFileName(workDir, s.id);
+    const { identity } = await readShardFile(file);
+    const changes = options.fingerprint && identity.fingerprint ? fingerprintChanges(options.fingerprint, identity.fingerprint) : [];
+    if (changes.length > 0) await fs.promises.rm(file, { force: true });
+    else done.add(s.id);
+  }
   const resumed = done.size;
   const inputs = shards.reduce((n, s) => n + s.count, 0);
   options.onPlan?.({ shards: shards.length, inputs, alreadyDone: resumed, workDir });

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import { type Job, WaitingError, Worker } from 'bullmq';
 import type { ImageInput } from '../image/index.js';
 import { embedImageBatches } from '../tasks/embeddings.js';
+import { modelFingerprint } from '../models/fingerprint.js';
 import { loadAltCLIP } from '../tasks/pipeline.js';
 import type { AltCLIPParts } from '../tasks/types.js';
 import { connectionOptions, DEFAULT_LOCK_MS, DEFAULT_STALLED_INTERVAL_MS, MAX_STALLED_COUNT, queueName, type ShardJob } from './contract.js';
@@ -52,7 +53,15 @@ export async function runWorker(url: string, options: WorkerOptions = {}): Promi
     const key = `${job.model}\n${job.dtype}`;
     if (loaded?.key !== key) {
       const old = loaded;
-      loaded = { key, clip: loadAltCLIP(job.model, { dtype: job.dtype, parts: 'vision', ...(options.threads ? { threads: options.threads } : {}) }) };
+      // the shard files carry the weights' fingerprint: the coordinator checks it against the index's
+      const loading = loadAltCLIP(job.model, { dtype: job.dtype, parts: 'vision', ...(options.threads ? { threads: options.threads } : {}) });
+      loaded = {
+        key,
+        clip: loading.then(async (clip) => ({
+          ...clip,
+          identity: clip.identity && { ...clip.identity, fingerprint: await modelFingerprint(job.model, { dtype: job.dtype, revision: clip.identity.revision }) },
+        })),
+      };
       void old?.clip.then((c) => c.model.dispose()).catch(() => {});
     }
     return loaded.clip;

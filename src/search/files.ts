@@ -16,30 +16,62 @@ export interface FileState {
   mtime: number;
 }
 
+/** A folder or file that exists (or may) but could not be read: what is under it is not known to be gone. */
+export interface UnreadablePath {
+  path: string;
+  /** e.g. "unreadable (EACCES)" */
+  reason: string;
+}
+
 /** Image files under `folder`, recursively, sorted; names starting with "." are skipped, folders too. */
 export async function walkImages(folder: string): Promise<FileState[]> {
+  return (await walkImagesReport(folder)).files;
+}
+
+/** The root folder itself cannot be read (its error code in `code`). */
+export class UnreadableFolderError extends Error {
+  override name = 'UnreadableFolderError';
+  constructor(message: string, readonly code: string) {
+    super(message);
+  }
+}
+
+/**
+ * walkImages, and the subfolders and files that could not be read (a subfolder or file that vanished
+ * meanwhile, ENOENT, is simply gone). Throws UnreadableFolderError if `folder` cannot be read.
+ */
+export async function walkImagesReport(folder: string): Promise<{ files: FileState[]; unreadable: UnreadablePath[] }> {
   const root = path.resolve(folder);
   const out: FileState[] = [];
+  const unreadable: UnreadablePath[] = [];
   const visit = async (dir: string): Promise<void> => {
     let entries: fs.Dirent[];
     try {
       entries = await fs.promises.readdir(dir, { withFileTypes: true });
     } catch (err) {
-      if (dir === root) throw new Error(`${folder}: cannot read the folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-      return; // a subfolder removed or unreadable meanwhile: its files count as gone
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      if (dir === root) throw new UnreadableFolderError(`${folder}: cannot read the folder (${code})`, code);
+      if (code !== 'ENOENT') unreadable.push({ path: dir, reason: `unreadable (${code})` });
+      return;
     }
     for (const e of entries) {
       if (isHidden(e.name)) continue;
       const p = path.join(dir, e.name);
       if (e.isDirectory()) await visit(p);
       else if ((e.isFile() || e.isSymbolicLink()) && isImageFileName(e.name)) {
-        const st = await statFile(p);
-        if (st) out.push(st);
+        try {
+          const st = await fs.promises.stat(p);
+          if (st.isFile()) out.push({ path: p, size: st.size, mtime: st.mtimeMs });
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+          // a dangling symlink or a file removed meanwhile is gone; anything else is not known to be
+          if (code !== 'ENOENT') unreadable.push({ path: p, reason: `unreadable (${code})` });
+        }
       }
     }
   };
   await visit(root);
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { files: out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)), unreadable };
 }
 
 /** size and mtime of a regular file (following a symlink), or undefined if there is none. */

@@ -2,18 +2,40 @@
 // metadata records which model made the vectors. LanceDB commits each write as a new table version
 // (data files first, then an atomic manifest), so a writer killed at any moment leaves the last
 // committed version intact; rows are upserted by path (merge-insert), so a re-run never duplicates.
-// The same table is readable from Python: lancedb.connect(dir).open_table("images").to_pandas().
+// The same table is readable from Python: lancedb.connect(dir).open_table("images").to_pandas()
+// (skip the fence row, path "").
+//
+// The fence row. Lance resolves concurrent commits optimistically: two merge-inserts that both only
+// insert are rebased onto each other, so a writer resumed after losing its lock (lock.ts) could add a
+// second row for a path the new holder inserted meanwhile. Every commit therefore also updates one row,
+// path "" (FENCE_PATH), holding the committing writer's lock token: two commits made from the same
+// table version now touch the same row, Lance refuses the later one as a conflict and merge-insert
+// retries it against the new version, where its inserts become updates. Deletions go through the same
+// merge-insert (whenNotMatchedBySourceDelete), so they conflict too. Readers skip the fence row.
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type * as Lance from '@lancedb/lancedb';
 import type * as Arrow from 'apache-arrow';
+import type { ModelFingerprint } from '../models/fingerprint.js';
 import { LOCK_NAME } from './lock.js';
 
 export const TABLE_NAME = 'images';
 export const METADATA_KEY = 'altclip';
 export const FORMAT = 'altclip-image-index';
 export const SCHEMA_VERSION = 1;
+/** The path of the fence row (no image has an empty path). */
+export const FENCE_PATH = '';
+/** Old versions younger than this survive a run's cleanup: a reader may still be on one... */
+export const VERSION_GRACE_MS = 60_000;
+/** ...but no more than this many versions are kept (a writer cleans up every 50 commits: at most ~100 on disk). */
+export const KEPT_VERSIONS = 50;
+
+/** What the store needs of the writer lock: its token, and a check that it still holds it. */
+export interface Fence {
+  readonly token: string;
+  check(): void;
+}
 
 /** What made the vectors: written when the index is created, checked by every writer. */
 export interface IndexMetadata {
@@ -25,6 +47,8 @@ export interface IndexMetadata {
   revision: string | null;
   dtype: 'fp32' | 'q8';
   projectionDim: number;
+  /** config + weight files' sha256, dtype and q8 scheme (models/fingerprint.ts); absent in older indexes */
+  fingerprint?: ModelFingerprint;
   createdAt: string;
 }
 
@@ -104,6 +128,11 @@ export function sqlString(s: string): string {
 }
 
 export class ImageStore {
+  /** The writer lock the commits are fenced with (set by the writer holding it). */
+  fence?: Fence;
+  /** Commits made through this handle. */
+  commits = 0;
+
   private constructor(
     readonly dir: string,
     private readonly table: Lance.Table,
@@ -125,11 +154,17 @@ export class ImageStore {
           : `${dir}: holds no index yet (run "altclip index <folder> --db ${dir}" first)`);
       }
       fs.mkdirSync(dir, { recursive: true });
-      // A creation killed before its first commit leaves a table folder without a version: start over.
+      // A creation killed before its first commit leaves a table folder without a version (and, as
+      // folderState checked, without data): start over.
       if (state === 'incomplete') fs.rmSync(path.join(dir, `${TABLE_NAME}.lance`), { recursive: true, force: true });
       const db = await lancedb.connect(dir, { readConsistencyInterval: 0 });
+      // An empty first commit (so that data without a version is always damage, never a killed
+      // creation), then the fence row, so that every later commit can conflict on it (a kill in
+      // between: the first upsert inserts it).
       const table = await db.createEmptyTable(TABLE_NAME, schemaFor(options.create));
-      return new ImageStore(dir, table, options.create, ann);
+      const store = new ImageStore(dir, table, options.create, ann);
+      await store.commit(() => table.add(lancedb.makeArrowTable([arrowRow(store.fenceRow())], { schema: schemaFor(options.create!) })));
+      return store;
     }
     let table: Lance.Table;
     let schema: Arrow.Schema;
@@ -143,21 +178,47 @@ export class ImageStore {
     return new ImageStore(dir, table, readMetadata(dir, schema), ann);
   }
 
-  /** Every row's path, size, mtime and hash (no vectors). */
+  /** Every row's path, size, mtime and hash (no vectors); the fence row left out. */
   async files(): Promise<Map<string, StoredFile>> {
+    return (await this.scan()).files;
+  }
+
+  /** files(), and the paths that have more than one row (written by versions before the fence row). */
+  async scan(): Promise<{ files: Map<string, StoredFile>; duplicates: string[] }> {
     const out = new Map<string, StoredFile>();
+    const duplicates = new Set<string>();
     try {
       for await (const batch of this.table.query().select(['path', 'size', 'mtime', 'sha256'])) {
         const [p, s, m, h] = ['path', 'size', 'mtime', 'sha256'].map((n) => batch.getChild(n)!);
         for (let i = 0; i < batch.numRows; i++) {
           const file = { path: p!.get(i) as string, size: Number(s!.get(i)), mtime: m!.get(i) as number, sha256: h!.get(i) as string };
+          if (file.path === FENCE_PATH) continue;
+          if (out.has(file.path)) duplicates.add(file.path);
           out.set(file.path, file);
         }
       }
     } catch (err) {
       throw damaged(this.dir, err);
     }
-    return out;
+    return { files: out, duplicates: [...duplicates].sort() };
+  }
+
+  /**
+   * Leaves one row for each of `paths` (those with several): deletes them all and writes back one,
+   * in two commits (a kill in between loses the row, which the next run embeds again).
+   */
+  async repairDuplicates(paths: string[]): Promise<void> {
+    if (paths.length === 0) return;
+    const keep = new Map<string, StoredRow>();
+    for (let start = 0; start < paths.length; start += 500) {
+      const filter = `path IN (${paths.slice(start, start + 500).map(sqlString).join(', ')})`;
+      const rows = await this.guard(() => this.table.query().where(filter).select(['path', 'size', 'mtime', 'sha256', 'vector']).toArray());
+      for (const r of rows) {
+        keep.set(r.path as string, { path: r.path as string, size: Number(r.size), mtime: r.mtime as number, sha256: r.sha256 as string, vector: vectorOf(r.vector) });
+      }
+    }
+    await this.delete(paths);
+    await this.upsert([...keep.values()]);
   }
 
   /** The row of `file` without its vector, or undefined when none. */
@@ -178,26 +239,31 @@ export class ImageStore {
     return out;
   }
 
-  /** Inserts or replaces rows by path, in one commit. */
+  /** Inserts or replaces rows by path, in one (fenced) commit. */
   async upsert(rows: StoredRow[]): Promise<void> {
     if (rows.length === 0) return;
-    const data = lancedb.makeArrowTable(
-      rows.map((r) => ({ path: r.path, size: BigInt(r.size), mtime: r.mtime, sha256: r.sha256, vector: Array.from(r.vector) })),
-      { schema: schemaFor(this.metadata) },
-    );
-    await this.guard(() => this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(data));
+    const data = lancedb.makeArrowTable([...rows, this.fenceRow()].map(arrowRow), { schema: schemaFor(this.metadata) });
+    await this.commit(() => this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(data));
   }
 
-  /** Deletes the rows of `paths`, 500 per commit. */
+  /** Deletes the rows of `paths`, 500 per (fenced) commit. */
   async delete(paths: string[]): Promise<void> {
     for (let start = 0; start < paths.length; start += 500) {
       const filter = `path IN (${paths.slice(start, start + 500).map(sqlString).join(', ')})`;
-      await this.guard(() => this.table.delete(filter));
+      const data = lancedb.makeArrowTable([arrowRow(this.fenceRow())], { schema: schemaFor(this.metadata) });
+      await this.commit(() => this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll()
+        .whenNotMatchedBySourceDelete({ where: filter }).execute(data));
     }
   }
 
+  /** Image rows (the fence row not counted). */
   async count(): Promise<number> {
-    return this.guard(() => this.table.countRows());
+    return this.guard(() => this.table.countRows(`path <> ${sqlString(FENCE_PATH)}`));
+  }
+
+  /** Table versions kept on disk. */
+  async versionCount(): Promise<number> {
+    return (await this.guard(() => this.table.listVersions())).length;
   }
 
   /** Whether the approximate index exists. */
@@ -212,10 +278,18 @@ export class ImageStore {
    * exactly alongside it (LanceDB searches unindexed rows by brute force).
    */
   async nearest(query: Float32Array, k: number): Promise<StoreHit[]> {
-    let q = this.table.vectorSearch(query).distanceType('cosine').limit(k).select(['path', 'vector', '_distance']);
-    if (await this.hasAnnIndex()) q = q.nprobes(this.ann.nprobes).refineFactor(this.ann.refineFactor);
-    const rows = await this.guard(() => q.toArray());
-    return rows.map((r) => ({ path: r.path as string, vector: vectorOf(r.vector) }));
+    // k + 1: the fence row may be among the nearest
+    const search = () => this.table.vectorSearch(query).distanceType('cosine').limit(k + 1).select(['path', 'vector', '_distance']);
+    const hits = (rows: Record<string, unknown>[]) => rows.filter((r) => r.path !== FENCE_PATH).slice(0, k)
+      .map((r) => ({ path: r.path as string, vector: vectorOf(r.vector) }));
+    if (!(await this.hasAnnIndex())) return hits(await this.guard(() => search().toArray()));
+    const approx = hits(await this.guard(() => search().nprobes(this.ann.nprobes).refineFactor(this.ann.refineFactor).toArray()));
+    if (approx.length >= k) return approx;
+    // The probed partitions held fewer than k rows: if the table has more, scan it all, so that k
+    // above the row count returns every row (as without the index).
+    const rows = await this.count();
+    if (approx.length >= rows) return approx;
+    return hits(await this.guard(() => search().bypassVectorIndex().toArray()));
   }
 
   /**
@@ -224,12 +298,27 @@ export class ImageStore {
    */
   async maintain(): Promise<void> {
     const rows = await this.count();
-    if (await this.hasAnnIndex()) {
-      await this.guard(() => this.table.optimize({ cleanupOlderThan: new Date(Date.now() - 60 * 60 * 1000) }));
-    } else {
-      await this.guard(() => this.table.optimize({ cleanupOlderThan: new Date(Date.now() - 60 * 60 * 1000) }));
-      if (rows >= this.ann.minRows) await this.buildAnnIndex(rows);
+    const hadIndex = await this.hasAnnIndex();
+    await this.compact(VERSION_GRACE_MS);
+    if (!hadIndex && rows >= this.ann.minRows) {
+      await this.buildAnnIndex(rows);
+      await this.compact(VERSION_GRACE_MS);
     }
+  }
+
+  /**
+   * Compacts small fragments, folds new rows into the approximate index, and removes the versions
+   * older than `graceMs` (0: all but the current one). Files of writes still in progress are kept
+   * (LanceDB's deleteUnverified stays off). Returns the versions left.
+   */
+  async compact(graceMs = VERSION_GRACE_MS): Promise<number> {
+    this.fence?.check();
+    // by age, and by count: at most KEPT_VERSIONS survive, however fast the commits came
+    const versions = await this.guard(() => this.table.listVersions());
+    let cutoff = Date.now() - graceMs;
+    if (versions.length > KEPT_VERSIONS) cutoff = Math.max(cutoff, new Date(versions[versions.length - KEPT_VERSIONS]!.timestamp).getTime());
+    await this.guard(() => this.table.optimize({ cleanupOlderThan: new Date(cutoff) }));
+    return this.versionCount();
   }
 
   async buildAnnIndex(rows?: number): Promise<void> {
@@ -250,6 +339,23 @@ export class ImageStore {
     this.table.close();
   }
 
+  private fenceRow(): StoredRow {
+    return fenceRow(this.metadata.projectionDim, this.fence?.token ?? '');
+  }
+
+  /** A write: the writer must hold the lock before it, and a failure after losing it says so. */
+  private async commit<T>(run: () => Promise<T>): Promise<T> {
+    this.fence?.check();
+    try {
+      const out = await run();
+      this.commits++;
+      return out;
+    } catch (err) {
+      this.fence?.check();
+      throw damaged(this.dir, err);
+    }
+  }
+
   private async guard<T>(run: () => Promise<T>): Promise<T> {
     try {
       return await run();
@@ -257,6 +363,17 @@ export class ImageStore {
       throw damaged(this.dir, err);
     }
   }
+}
+
+/** The fence row: a unit vector (a zero one has no cosine), the writer's token as its hash. */
+function fenceRow(dim: number, token: string): StoredRow {
+  const vector = new Float32Array(dim);
+  vector[0] = 1;
+  return { path: FENCE_PATH, size: 0, mtime: Date.now(), sha256: token, vector };
+}
+
+function arrowRow(r: StoredRow): Record<string, unknown> {
+  return { path: r.path, size: BigInt(r.size), mtime: r.mtime, sha256: r.sha256, vector: Array.from(r.vector) };
 }
 
 function vectorOf(v: unknown): Float32Array {
@@ -291,13 +408,25 @@ function folderState(dir: string): FolderState {
   if (others.length > 0) {
     throw new IndexFolderError(`${dir}: not an altclip image index (besides ${tableDir} it holds ${others.slice(0, 3).join(', ')})`);
   }
-  let versions: string[] = [];
-  try {
-    versions = fs.readdirSync(path.join(dir, tableDir, '_versions')).filter((v) => v.endsWith('.manifest'));
-  } catch {
-    // no _versions folder: nothing was ever committed
+  // Only a verified absence of versions means "never committed"; anything unreadable is an error that
+  // changes nothing (the caller would otherwise start the table over).
+  const table = path.join(dir, tableDir);
+  const list = (sub: string): string[] | undefined => {
+    try {
+      return fs.readdirSync(path.join(table, sub));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new IndexFolderError(`${path.join(table, sub)}: cannot read the index's ${sub} folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); nothing was changed`);
+    }
+  };
+  list(''); // the table folder itself must be readable
+  const versions = (list('_versions') ?? []).filter((v) => v.endsWith('.manifest'));
+  if (versions.length > 0) return 'table';
+  const data = list('data') ?? [];
+  if (data.length > 0) {
+    throw new IndexFolderError(`${table}: holds data files but no committed version (_versions is empty); the index is damaged, nothing was changed`);
   }
-  return versions.length === 0 ? 'incomplete' : 'table';
+  return 'incomplete';
 }
 
 function readMetadata(dir: string, schema: Arrow.Schema): IndexMetadata {

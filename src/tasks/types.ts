@@ -1,5 +1,6 @@
 // What the tasks need from a model and a processor, and the options every task shares. AltCLIPModel
 // and AltCLIPProcessor satisfy these structurally; tests may pass small stand-ins.
+import type { ModelFingerprint } from '../models/fingerprint.js';
 import type { Tensor } from '../tensor.js';
 import type { ImageInput } from '../image/index.js';
 
@@ -39,6 +40,8 @@ export interface ModelIdentity {
   revision: string | null;
   dtype: 'fp32' | 'q8';
   projectionDim: number;
+  /** Its weights' fingerprint (models/fingerprint.ts), where computed: an index compares it. */
+  fingerprint?: ModelFingerprint;
 }
 
 /** A loaded model and its processor: what every task runs on. */
