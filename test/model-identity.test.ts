@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as lancedb from '@lancedb/lancedb';
 
-import { cachedSha256, fingerprintChanges, modelFingerprint, q8Scheme, resolveModel } from '../src/models/fingerprint.js';
+import { cachedSha256, fingerprintChanges, modelFingerprint, resolveModel } from '../src/models/fingerprint.js';
+import { DEFAULT_Q8_SCHEME, q8SchemeName } from '../src/models/quantize.js';
 import { indexModel } from '../src/search/index.js';
 import { FENCE_PATH } from '../src/search/store.js';
 import { type Run, altclip as runAltclip, startAltclip, waitFor } from './helpers/cli.js';
@@ -272,18 +273,19 @@ describe('model identity by weights (altclip index / search / serve)', () => {
 });
 
 describe('the q8 scheme is part of the identity', () => {
-  it('a q8 index made with 8-bit weights is refused by a process whose q8 is 7-bit (and accepted by an 8-bit one)', async () => {
+  it('a q8 index made with the default scheme is refused by a process that opts into another (and accepted by a default one)', async () => {
     const db = path.join(tmp, 'q8.db');
     const dir = path.join(tmp, 'q8-pictures');
     images(dir);
-    const as = (bits: string) => ({ env: { ALTCLIP_Q8_BITS: bits } });
-    const made = await runAltclip(['index', dir, '--db', db, '--model', TINY, '--dtype', 'q8'], cache, as('8'));
+    const as = (scheme: string) => ({ env: { ALTCLIP_Q8_SCHEME: scheme } });
+    const OTHER = 'altclip-q8-w8a8-row-vnni-v1';
+    const made = await runAltclip(['index', dir, '--db', db, '--model', TINY, '--dtype', 'q8'], cache, as(''));
     assert.equal(made.code, 0, made.stderr);
-    assert.deepEqual({ ...((await tableState(db)).meta.fingerprint as object), files: undefined }, { files: undefined, dtype: 'q8', q8Scheme: 'q8w8' });
+    assert.deepEqual({ ...((await tableState(db)).meta.fingerprint as object), files: undefined }, { files: undefined, dtype: 'q8', q8Scheme: DEFAULT_Q8_SCHEME });
     for (const args of [['search', 'a cat', '--db', db], ['index', dir, '--db', db]]) {
-      assertRefused(await runAltclip(args, cache, as('7')), /q8 scheme q8w8 → q8w7f/);
+      assertRefused(await runAltclip(args, cache, as(OTHER)), new RegExp(`q8 scheme ${DEFAULT_Q8_SCHEME} → ${OTHER}`));
     }
-    const same = await runAltclip(['search', 'a cat', '--db', db, '--json'], cache, as('8'));
+    const same = await runAltclip(['search', 'a cat', '--db', db, '--json'], cache, as(''));
     assert.equal(same.code, 0, same.stderr);
     assert.equal(JSON.parse(same.stdout).results.length, 3);
   });
@@ -329,11 +331,11 @@ describe('fingerprint and its hash cache', () => {
     const q8 = await modelFingerprint(TINY, { cacheDir: dir, dtype: 'q8' });
     const b = await modelFingerprint(TINY_BIN, { cacheDir: dir });
     assert.deepEqual(Object.keys(a.files), ['config.json', 'model.safetensors']);
-    assert.equal(q8.q8Scheme, q8Scheme());
-    assert.match(q8Scheme(), /^q8w[78]f?$/);
+    assert.equal(q8.q8Scheme, q8SchemeName());
+    assert.equal(q8SchemeName(), DEFAULT_Q8_SCHEME);
     assert.deepEqual(fingerprintChanges(a, a), []);
     assert.deepEqual(fingerprintChanges(a, q8), ['dtype fp32 → q8']);
-    assert.deepEqual(fingerprintChanges(q8, { ...q8, q8Scheme: 'q8w0' }), [`q8 scheme ${q8Scheme()} → q8w0`]);
+    assert.deepEqual(fingerprintChanges(q8, { ...q8, q8Scheme: 'q8w0' }), [`q8 scheme ${q8SchemeName()} → q8w0`]);
     const changes = fingerprintChanges(a, b);
     assert.equal(changes.length, 3);
     assert.match(changes[0]!, /^config\.json changed/);

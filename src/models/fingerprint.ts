@@ -16,7 +16,7 @@ import { resolveFile } from '../hub/index.js';
 import { sha256File } from '../search/files.js';
 import { loadWeights } from '../weights/index.js';
 import { defaultGraphCacheDir } from './graph_cache.js';
-import { q8TextAttention, q8WeightBits } from './quantize.js';
+import { q8SchemeOf } from './quantize.js';
 
 export type Dtype = 'fp32' | 'q8';
 
@@ -24,18 +24,8 @@ export interface ModelFingerprint {
   /** sha256 of config.json and of each weight file, by its path relative to the model folder */
   files: Record<string, string>;
   dtype: Dtype;
-  /** dtype q8: the quantization scheme (q8Scheme()); null for fp32 */
+  /** dtype q8: the name of the q8 scheme its vectors are made with (quantize.ts q8SchemeOf); null for fp32 */
   q8Scheme: string | null;
-}
-
-/**
- * The q8 scheme a model made now uses, named as its graphs are (towers.ts graphName): "q8w8" (8-bit
- * weights, int8 text attention) or "q8w7f" (7-bit weights, fp32 text attention). Issue 25 makes the
- * scheme a property of the model rather than of the CPU; its name is to come from here alone.
- */
-export function q8Scheme(): string {
-  const bits = q8WeightBits();
-  return `q8w${bits}${q8TextAttention(bits) ? '' : 'f'}`;
 }
 
 /** What an index records about its model (IndexMetadata has this shape). */
@@ -76,7 +66,7 @@ export async function modelFingerprint(model: string, options: FingerprintOption
   const weights = (await loadWeights(model, hub)).files;
   const files: Record<string, string> = {};
   for (const file of [config, ...weights]) files[nameIn(root, file)] = await cachedSha256(file, options.cacheDir);
-  return { files, dtype, q8Scheme: dtype === 'q8' ? q8Scheme() : null };
+  return { files, dtype, q8Scheme: dtype === 'q8' ? (await q8SchemeOf(model, hub)).name : null };
 }
 
 /**
