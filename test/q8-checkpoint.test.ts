@@ -16,6 +16,7 @@ import { AltCLIPProcessor } from '../src/processor.js';
 import { openSafetensors } from '../src/weights/index.js';
 import { altclip, assertOneLineError } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
+import { withEnv } from './helpers/env.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-q8-ckpt-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -28,17 +29,7 @@ function header(file: string): Record<string, unknown> {
   return JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
 }
 
-async function withScheme<T>(scheme: string | undefined, fn: () => Promise<T>): Promise<T> {
-  const before = process.env.ALTCLIP_Q8_SCHEME;
-  if (scheme === undefined) delete process.env.ALTCLIP_Q8_SCHEME;
-  else process.env.ALTCLIP_Q8_SCHEME = scheme;
-  try {
-    return await fn();
-  } finally {
-    if (before === undefined) delete process.env.ALTCLIP_Q8_SCHEME;
-    else process.env.ALTCLIP_Q8_SCHEME = before;
-  }
-}
+const withScheme = <T>(scheme: string | undefined, fn: () => Promise<T>): Promise<T> => withEnv({ ALTCLIP_Q8_SCHEME: scheme }, fn);
 
 async function features(dir: string, cache: string) {
   const processor = await AltCLIPProcessor.fromPretrained(dir);

@@ -5,14 +5,13 @@
 // answering throughout (its latency is printed, not bounded: the machine is shared), and the server's
 // peak RSS (VmHWM) stays under a bound derived from the budget.
 import * as assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 
 import { dataUri, flatPng, rleDeltaBmp } from './helpers/bombs.js';
-import { MAIN, ROOT } from './helpers/cli.js';
+import { type Served, startServe } from './helpers/cli.js';
 import { FIXTURES } from './helpers/goldens.js';
 
 const MODEL = path.join(FIXTURES, 'models', 'tiny-altclip');
@@ -32,33 +31,8 @@ function vm(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
-function serve(args: string[]): Promise<{ child: ChildProcessWithoutNullStreams; url: string; exit: Promise<number | null> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--model', MODEL, '--host', '127.0.0.1', '--port', '0', '--threads', '1', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ALTCLIP_CACHE: path.join(tmp, 'cache'), HF_HUB_OFFLINE: '1', ALTCLIP_API_KEY: '', ALTCLIP_DEBUG: '' },
-  });
-  let stdout = '';
-  let stderr = '';
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no "listening on" line within 120 s; stderr: ${stderr}`));
-    }, 120_000);
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const m = /^listening on (http:\/\/127\.0\.0\.1:\d+)\n/m.exec(stdout);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1]!, exit });
-      }
-    });
-    void exit.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited with ${code} before listening; stderr: ${stderr}`));
-    });
-  });
+function serve(args: string[]): Promise<Served> {
+  return startServe(['--model', MODEL, '--host', '127.0.0.1', '--port', '0', '--threads', '1', ...args], path.join(tmp, 'cache'));
 }
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any

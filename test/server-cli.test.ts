@@ -3,51 +3,22 @@
 // --api-key from the environment, bad flags. Goldens: test/fixtures/goldens/tiny-altclip.safetensors
 // (transformers 4.40.2, see test/fixtures/README.md).
 import * as assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 
+import { MAIN, ROOT, type Served, startServe } from './helpers/cli.js';
 import { FIXTURES, Goldens } from './helpers/goldens.js';
 
-const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = path.join(ROOT, 'src', 'cli', 'main.ts');
 const MODEL = path.join(FIXTURES, 'models', 'tiny-altclip');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-serve-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const g = new Goldens(path.join(FIXTURES, 'goldens', 'tiny-altclip.safetensors'));
 
-interface Served { child: ChildProcessWithoutNullStreams; url: string; stderr: () => string; exit: Promise<number | null> }
-
 function serve(args: string[], env: Record<string, string> = {}): Promise<Served> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--model', MODEL, '--port', '0', '--threads', '1', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ALTCLIP_CACHE: path.join(tmp, 'cache'), HF_HUB_OFFLINE: '1', ALTCLIP_API_KEY: '', ...env },
-  });
-  let stdout = '';
-  let stderr = '';
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no "listening on" line within 60 s; stderr: ${stderr}`));
-    }, 60_000);
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const m = /^listening on (http:\/\/127\.0\.0\.1:\d+)\n/m.exec(stdout);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1]!, stderr: () => stderr, exit });
-      }
-    });
-    void exit.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited with ${code} before listening; stderr: ${stderr}`));
-    });
-  });
+  return startServe(['--model', MODEL, '--port', '0', '--threads', '1', ...args], path.join(tmp, 'cache'), { env, limitMs: 60_000 });
 }
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

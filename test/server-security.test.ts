@@ -23,7 +23,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { ImageIndex } from '../src/search/index.js';
 import { isPrivateAddress } from '../src/server/index.js';
-import { MAIN, ROOT } from './helpers/cli.js';
+import { MAIN, ROOT, type Served, startServe } from './helpers/cli.js';
 import { FIXTURES, Goldens } from './helpers/goldens.js';
 
 const MODEL = path.join(FIXTURES, 'models', 'tiny-altclip');
@@ -34,37 +34,12 @@ const g = new Goldens(path.join(FIXTURES, 'goldens', 'tiny-altclip.safetensors')
 const KEY = 's3cret';
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-interface Served { child: ChildProcessWithoutNullStreams; port: number; stderr: () => string; exit: Promise<number | null> }
 const children: ChildProcessWithoutNullStreams[] = [];
 
-function serve(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--port', '0', '--threads', '1', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ALTCLIP_CACHE: path.join(tmp, 'cache'), HF_HUB_OFFLINE: '1', ALTCLIP_API_KEY: '', ALTCLIP_DEBUG: '' },
-  });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no "listening on" line within 120 s; stderr: ${stderr}`));
-    }, 120_000);
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const m = /^listening on http:\/\/127\.0\.0\.1:(\d+)\n/m.exec(stdout);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(m[1]), stderr: () => stderr, exit });
-      }
-    });
-    void exit.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited with ${code} before listening; stderr: ${stderr}`));
-    });
-  });
+async function serve(args: string[]): Promise<Served> {
+  const served = await startServe(['--port', '0', '--threads', '1', ...args], path.join(tmp, 'cache'));
+  children.push(served.child);
+  return served;
 }
 
 interface Answer { status: number; headers: Record<string, string>; body: string; raw: string }

@@ -6,13 +6,11 @@
 // (`text_model.roberta.encoder.layer.0.attention.self.query.weight`, ...).
 //
 // dtype "q8" (quantize.ts): the Linear layers given `ctx.lin` run on int8 weights, and those are the
-// weights quantized (the graph's requests decide). That is every Linear of the vision encoder layers
-// and the MLP of the text encoder layers; the text encoder layers' attention projections too when the
-// weights are 8-bit (a CPU with VNNI; quantize.ts's q8TextAttention). With 7-bit weights, int8 attention
-// projections in the (post-LN) text tower cost too much accuracy (text-feature cosine vs fp32 0.990 on
-// the full-size benchmark model, against >= 0.998 with fp32 attention there); with 8-bit weights the
-// whole text tower in int8 stays at >= 0.9965 (every fixture text) and runs 2x faster on batch 32 than
-// with fp32 attention (BENCHMARKS.md).
+// weights quantized (the graph's requests decide), as the model's named q8 scheme says (never the CPU):
+// every Linear of the vision encoder layers and the MLP of the text encoder layers; the text encoder
+// layers' attention projections only in a scheme with `textAttention` (the VNNI-only opt-in): in the
+// default scheme they stay fp32, since int8 there costs text accuracy (lowest cosine vs fp32 0.9944
+// against 0.998 with fp32 attention on the full-size benchmark model; BENCHMARKS.md).
 //
 // Layout: between blocks the hidden states are 2-D [batch * seq, hidden] (Linear = one Gemm on the
 // [out, in] weight); attention reshapes to [batch, heads, seq, head_dim] and back.

@@ -12,7 +12,8 @@ import {
 
 /**
  * Embeddings of `images`, batch by batch, in input order. The next batch is decoded and preprocessed
- * on this thread while the model runs the current one (the sessions run on their own threads).
+ * (on the image pool's threads, src/image/pool.ts) while the model runs the current one (the sessions
+ * run on their own threads).
  * An image that cannot be read goes to `options.onError` (no row for it) or, without onError, throws.
  */
 export function embedImageBatches(clip: AltCLIPParts, images: ImageInput[], options: EmbedOptions = {}): AsyncGenerator<EmbeddingBatch> {
@@ -87,7 +88,7 @@ export function checkBatchSize(batchSize: number | undefined): number {
 }
 
 /**
- * Batches of `items` through `prepare` (this thread) and `run` (the model's threads), pipelined: batch
+ * Batches of `items` through `prepare` (started from this thread) and `run` (the model's threads), pipelined: batch
  * b + 1 is prepared while batch b runs. Failures are reported (or thrown) when their batch comes up,
  * so they come in input order between the rows.
  */

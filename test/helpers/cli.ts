@@ -94,3 +94,41 @@ export async function waitFor(check: () => boolean, what: string, limitMs = 600_
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+export interface Served {
+  child: ChildProcessWithoutNullStreams;
+  /** http://127.0.0.1:<port>, from its "listening on" line */
+  url: string;
+  port: number;
+  stderr: () => string;
+  exit: Promise<number | null>;
+}
+
+/**
+ * `altclip serve <args>` (give it `--port 0`) with altclip()'s environment and no API key from the
+ * environment; resolves once it prints "listening on", rejects if it exits first or is silent for `limitMs`.
+ */
+export function startServe(args: string[], cacheDir: string, options: { env?: Record<string, string>; limitMs?: number } = {}): Promise<Served> {
+  const { child, stderr } = start(process.execPath, ['--import', 'tsx', MAIN, 'serve', ...args], cacheDir, { env: { ALTCLIP_API_KEY: '', ...options.env } });
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const limitMs = options.limitMs ?? 120_000;
+  let stdout = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no "listening on" line within ${limitMs / 1000} s; stderr: ${stderr()}`));
+    }, limitMs);
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const m = /^listening on (http:\/\/127\.0\.0\.1:(\d+))\n/m.exec(stdout);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1]!, port: Number(m[2]), stderr, exit });
+      }
+    });
+    void exit.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited with ${code} before listening; stderr: ${stderr()}`));
+    });
+  });
+}
