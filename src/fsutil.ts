@@ -5,8 +5,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 
-/** This host, as temporary names carry it (a hash: host names may hold any character). */
-const HOST_TAG = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+/**
+ * This host, as temporary names carry it (a hash: host names may hold any character). Computed on first
+ * use, not at import: the browser build imports this module without node:crypto.
+ */
+let hostTag: string | undefined;
+const HOST_TAG = (): string => (hostTag ??= createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8));
 
 /**
  * A temporary name beside `file` (same folder, so the rename is atomic), unique to this call, naming
@@ -14,7 +18,7 @@ const HOST_TAG = createHash('sha256').update(os.hostname()).digest('hex').slice(
  */
 export function tempPath(file: string): string {
   // no longer than the earlier `.<uuid>.tmp` (a name beside a file must stay under 255 bytes)
-  return `${file}.h${HOST_TAG}p${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
+  return `${file}.h${HOST_TAG()}p${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
 }
 
 const TEMP_NAME = /\.h([0-9a-f]{8})p(\d+)-[0-9a-f]{12}\.tmp$/;
@@ -28,7 +32,7 @@ export const isTempPath = (name: string): boolean => TEMP_NAME.test(name) || /\.
  */
 export function tempWriterGone(name: string): boolean {
   const m = TEMP_NAME.exec(name);
-  if (!m || m[1] !== HOST_TAG) return false;
+  if (!m || m[1] !== HOST_TAG()) return false;
   const pid = Number(m[2]);
   if (pid === process.pid) return false;
   try {
