@@ -30,10 +30,10 @@ export interface GraphVariant {
   interpolate?: boolean;
   /** dtype "q8": the Linear layers given `ctx.lin` on int8 weights (see the top of this file). */
   quantized?: boolean;
-  /** dtype "q8": the int8 weights' range (quantize.ts's q8WeightBits). */
+  /** dtype "q8": the int8 weights' range (the model's q8 scheme, quantize.ts Q8Scheme.weightBits). */
   weightBits?: 7 | 8;
-  /** dtype "q8": the text tower's attention projections in int8 too (quantize.ts's q8TextAttention: with
-   * 8-bit weights; see the top of this file). */
+  /** dtype "q8": the text tower's attention projections in int8 too (Q8Scheme.textAttention; see the top
+   * of this file). */
   int8TextAttention?: boolean;
 }
 
