@@ -102,7 +102,7 @@ console.log(JSON.stringify({ results: viaPipeline.map((labels) => ({ labels })),
     assert.deepEqual(out.dims, [0, 24]);
   });
 
-  it('where the scripts do run, ONNXRUNTIME_NODE_INSTALL_CUDA=skip skips both onnxruntime-node copies (1.30, and 1.19 under lancedb)', async () => {
+  it('where the scripts do run, ONNXRUNTIME_NODE_INSTALL_CUDA=skip skips both onnxruntime-node copies (the pinned 1.30, and 1.19 under lancedb)', async () => {
     // onnxruntime-node 1.30 reads ONNXRUNTIME_NODE_INSTALL, then the older ONNXRUNTIME_NODE_INSTALL_CUDA;
     // the 1.19 copy that @lancedb/lancedb brings (via @huggingface/transformers) reads only the latter
     // and would download from github.com.
@@ -111,7 +111,10 @@ console.log(JSON.stringify({ results: viaPipeline.map((labels) => ({ labels })),
     const pkg = JSON.parse(fs.readFileSync(pkgFile, 'utf8'));
     fs.writeFileSync(pkgFile, JSON.stringify({ ...pkg, allowScripts: { 'onnxruntime-node': true } }, null, 2));
     const r = ok(await npm(['rebuild', 'onnxruntime-node', '--foreground-scripts'], consumer, { ONNXRUNTIME_NODE_INSTALL_CUDA: 'skip' }), 'npm rebuild onnxruntime-node');
-    assert.match(r.stdout + r.stderr, /onnxruntime-node@1\.30\.\d+ postinstall\n> node \.\/script\/install/, 'the 1.30 install script ran');
+    // The version package.json pins (what the package is tested with), not whatever is newest on the registry.
+    const pinned = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).dependencies['onnxruntime-node'] as string;
+    assert.match(pinned, /^\d+\.\d+\.\d+$/, 'onnxruntime-node is pinned to one version');
+    assert.match(r.stdout + r.stderr, new RegExp(`onnxruntime-node@${pinned.replaceAll('.', '\\.')} postinstall\n> node \\./script/install`), `the ${pinned} install script ran`);
     assert.match(r.stdout + r.stderr, /onnxruntime-node@1\.19\.\d+ postinstall\n> node \.\/script\/install/, 'the 1.19 install script ran');
     assert.doesNotMatch(r.stdout + r.stderr, /Downloading/);
     ok(await run(process.execPath, ['-e', "require('onnxruntime-node')"], cache, { cwd: consumer }), 'onnxruntime-node loads');
