@@ -8,6 +8,7 @@ import * as zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
 import { CLIPImageProcessor, loadImage } from '../src/image/index.js';
+import { pngChunk } from './helpers/bombs.js';
 
 const FIX = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'altclip-image-bad-'));
@@ -19,22 +20,6 @@ function write(name: string, data: Uint8Array | string): string {
   return file;
 }
 
-function crc32(b: Uint8Array): number {
-  let c = -1;
-  for (const x of b) {
-    c ^= x;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  }
-  return (c ^ -1) >>> 0;
-}
-function pngChunk(type: string, data: Uint8Array): Buffer {
-  const out = Buffer.alloc(12 + data.length);
-  out.writeUInt32BE(data.length, 0);
-  out.write(type, 4, 'latin1');
-  Buffer.from(data).copy(out, 8);
-  out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
-  return out;
-}
 /** A valid-looking RGB PNG whose IHDR claims width x height, with a small IDAT. */
 function pngClaiming(width: number, height: number): Buffer {
   const ihdr = Buffer.alloc(13);

@@ -12,7 +12,8 @@ function crc32(b: Uint8Array): number {
   return (c ^ -1) >>> 0;
 }
 
-function pngChunk(type: string, data: Uint8Array): Buffer {
+/** One PNG chunk: length, type, data, CRC-32. */
+export function pngChunk(type: string, data: Uint8Array): Buffer {
   const out = Buffer.alloc(12 + data.length);
   out.writeUInt32BE(data.length, 0);
   out.write(type, 4, 'latin1');
