@@ -51,8 +51,8 @@ export function flatPng(width: number, height: number, alpha = false): Buffer {
   return png;
 }
 
-/** A PNG whose IHDR claims width x height over a tiny IDAT (refused from the header when over the limit). */
-export function pngClaiming(width: number, height: number): Buffer {
+/** A PNG whose IHDR claims width x height over a small IDAT of `zeros` deflated zero bytes (refused from the header when over the limit). */
+export function pngClaiming(width: number, height: number, zeros = 1 << 10): Buffer {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
@@ -61,7 +61,7 @@ export function pngClaiming(width: number, height: number): Buffer {
   return Buffer.concat([
     Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
     pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', zlib.deflateSync(Buffer.alloc(1 << 10))),
+    pngChunk('IDAT', zlib.deflateSync(Buffer.alloc(zeros))),
     pngChunk('IEND', new Uint8Array(0)),
   ]);
 }
